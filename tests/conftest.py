@@ -1,0 +1,56 @@
+"""Shared fixtures. Integration tests run against a real etcd started here.
+
+If no etcd binary can be found the fixture *fails* (it never skips): a test
+run that silently skipped the integration tests would prove nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vaultkey._etcdproc import EtcdProcess, find_etcd
+from vaultkey.errors import UsageError
+from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProcess]:
+    try:
+        binary = find_etcd()
+    except UsageError as exc:
+        pytest.fail(f"integration tests need a real etcd: {exc.diagnostics()}")
+    with EtcdProcess.start(tmp_path_factory.mktemp("etcd"), binary=binary) as etcd:
+        yield etcd
+
+
+@pytest.fixture(scope="session")
+def etcd_conn(etcd_server: EtcdProcess) -> Iterator[EtcdConnection]:
+    conn = EtcdConnection(EtcdSettings(endpoints=[etcd_server.url], timeout=5.0))
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def namespace(etcd_conn: EtcdConnection) -> Iterator[str]:
+    """A unique etcd key prefix for one test; everything under it is deleted afterwards."""
+    ns = f"/test-{uuid.uuid4().hex[:12]}"
+    yield ns
+    etcd_conn.client().delete_prefix(ns.encode())
+
+
+@pytest.fixture
+def store(etcd_conn: EtcdConnection, namespace: str) -> EtcdStore:
+    return EtcdStore(etcd_conn, namespace)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        elif "e2e" in parts:
+            item.add_marker(pytest.mark.e2e)

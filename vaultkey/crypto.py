@@ -1,0 +1,269 @@
+"""Recipes: key generation, secret key files, encrypt and decrypt envelopes.
+
+This is the only module that touches private keys. The proxy never imports
+it (a test enforces that)::
+
+    >>> from vaultkey.crypto import SecretKey, encrypt, decrypt
+    >>> alice, bob = SecretKey.generate(), SecretKey.generate()
+    >>> blob = encrypt(b"s3cret", "/app/db", [alice.public, bob.public])
+    >>> decrypt(blob, "/app/db", bob)
+    b's3cret'
+
+Construction (docs/FORMAT.md has the byte layout):
+
+* a fresh random 32-byte data key per write;
+* ``HKDF-SHA256(ikm=data key, salt="", info="vaultkey v1", L=64)`` gives the
+  payload key (first 32 bytes) and the key commitment (last 32 bytes);
+* the data key is wrapped per recipient with an X25519 sealed box
+  (``crypto_box_seal``); the stanza carries the recipient's key id;
+* the payload is XChaCha20-Poly1305-IETF with a random 24-byte nonce and the
+  whole envelope header (magic, version, flags, path, counter, stanzas,
+  commitment, nonce) as associated data.
+
+Every decryption failure raises :class:`~vaultkey.errors.DecryptionError`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+import nacl.bindings as sodium
+import nacl.exceptions
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from vaultkey.envelope import (
+    MAX_ENVELOPE_BYTES,
+    NONCE_BYTES,
+    Envelope,
+    Stanza,
+    overhead,
+)
+from vaultkey.errors import DecryptionError, KeyFileError, MalformedEnvelope, ValueTooLarge
+from vaultkey.keys import (
+    KEY_BYTES,
+    SECRET_TAG,
+    PublicKey,
+    decode_key_text,
+    encode_key_text,
+    key_line,
+)
+from vaultkey.paths import validate_key
+
+DATA_KEY_BYTES = 32
+_HKDF_INFO = b"vaultkey v1"
+
+
+class SecretKey:
+    """An X25519 secret key. Its repr never shows the key."""
+
+    __slots__ = ("_public", "_raw")
+
+    def __init__(self, raw: bytes) -> None:
+        if not isinstance(raw, bytes) or len(raw) != KEY_BYTES:
+            raise KeyFileError("a secret key is exactly 32 bytes")
+        self._raw = raw
+        self._public = PublicKey(sodium.crypto_scalarmult_base(raw))
+
+    @classmethod
+    def generate(cls) -> SecretKey:
+        _pk, sk = sodium.crypto_box_keypair()
+        return cls(sk)
+
+    @property
+    def public(self) -> PublicKey:
+        return self._public
+
+    @property
+    def key_id(self) -> str:
+        return self._public.key_id
+
+    def to_text(self) -> str:
+        return encode_key_text(SECRET_TAG, self._raw)
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "secret key") -> SecretKey:
+        return cls(decode_key_text(key_line(text, source), SECRET_TAG, source))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SecretKey:
+        """Load a secret key file, refusing one readable by group or others (like ssh)."""
+        p = Path(path)
+        try:
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise KeyFileError(f"{p}: cannot open secret key file: {exc.strerror}") from exc
+        try:
+            # fstat the descriptor we read from, so the check and the read see one file.
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & 0o077:
+                raise KeyFileError(
+                    f"{p}: permissions {mode:04o} are too open; a secret key file must "
+                    "not be readable by group or others",
+                    hint=f"run: chmod 600 {p}",
+                )
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read(64 * 1024)
+        finally:
+            os.close(fd)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KeyFileError(f"{p}: not a vaultkey key file (not UTF-8 text)") from None
+        return cls.from_text(text, str(p))
+
+    def to_file_text(self, comment: str = "") -> str:
+        head = "# vaultkey secret key (X25519): keep this file private (mode 0600)\n"
+        if comment:
+            head += f"# {comment}\n"
+        return f"{head}# key id: {self.key_id}\n{self.to_text()}\n"
+
+    def __repr__(self) -> str:
+        return f"SecretKey({self.key_id}, <secret hidden>)"
+
+    def _unwrap(self, wrapped: bytes) -> bytes:
+        return sodium.crypto_box_seal_open(wrapped, self._public.raw, self._raw)
+
+
+def write_keypair(name: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, Path]:
+    """Generate a key pair and write ``NAME.key`` (mode 0600) and ``NAME.pub``."""
+    base = Path(name)
+    key_path, pub_path = base.with_name(base.name + ".key"), base.with_name(base.name + ".pub")
+    if not force:
+        for existing in (key_path, pub_path):
+            if existing.exists():
+                raise KeyFileError(f"{existing} already exists; refusing to overwrite it",
+                                   hint="choose another name or pass --force")
+    secret = SecretKey.generate()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
+    # Create with 0600 from the start: never a moment where the secret is readable.
+    fd = os.open(key_path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, secret.to_file_text(f"name: {base.name}").encode())
+    finally:
+        os.close(fd)
+    pub_path.write_text(secret.public.to_file_text(f"name: {base.name}"), encoding="utf-8")
+    return key_path, pub_path
+
+
+def _derive(data_key: bytes) -> tuple[bytes, bytes]:
+    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=b"", info=_HKDF_INFO).derive(data_key)
+    return okm[:32], okm[32:]
+
+
+def _check_size(plaintext: bytes, path: str, n_recipients: int) -> None:
+    size = len(plaintext) + overhead(path, n_recipients)
+    if size > MAX_ENVELOPE_BYTES:
+        raise ValueTooLarge(
+            f"value of {len(plaintext)} bytes makes a {size}-byte envelope; the maximum "
+            f"is {MAX_ENVELOPE_BYTES} bytes (etcd refuses requests over 1.5 MiB)",
+            hint="store large blobs elsewhere and keep a reference (and its hash) here",
+        )
+
+
+def _seal(
+    plaintext: bytes,
+    path: str,
+    recipients: Sequence[PublicKey],
+    data_key: bytes,
+    nonce: bytes,
+    wrapped: Sequence[bytes],
+    counter: int,
+) -> bytes:
+    payload_key, commitment = _derive(data_key)
+    stanzas = tuple(Stanza(kid=r.kid, wrapped=w) for r, w in zip(recipients, wrapped, strict=True))
+    draft = Envelope(path, counter, stanzas, commitment, nonce, ciphertext=bytes(16))
+    ciphertext = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        plaintext, draft.header(), nonce, payload_key
+    )
+    return Envelope(path, counter, stanzas, commitment, nonce, ciphertext).serialize()
+
+
+def _check_recipients(recipients: Sequence[PublicKey]) -> list[PublicKey]:
+    unique = list({r.kid: r for r in recipients}.values())
+    if not unique:
+        raise KeyFileError("at least one recipient public key is needed")
+    if len(unique) > 255:
+        raise KeyFileError("at most 255 recipients per value")
+    return unique
+
+
+def encrypt(
+    plaintext: bytes, path: str, recipients: Sequence[PublicKey], *, counter: int = 0
+) -> bytes:
+    """Encrypt *plaintext* for *recipients*, bound to *path*; returns envelope bytes."""
+    if not isinstance(plaintext, bytes | bytearray | memoryview):
+        raise TypeError("plaintext must be bytes")
+    plaintext = bytes(plaintext)
+    validate_key(path)
+    unique = _check_recipients(recipients)
+    _check_size(plaintext, path, len(unique))
+    data_key = os.urandom(DATA_KEY_BYTES)
+    wrapped = [sodium.crypto_box_seal(data_key, r.raw) for r in unique]
+    return _seal(plaintext, path, unique, data_key, os.urandom(NONCE_BYTES), wrapped, counter)
+
+
+def _encrypt_from_parts(
+    plaintext: bytes,
+    path: str,
+    recipients: Sequence[PublicKey],
+    *,
+    data_key: bytes,
+    nonce: bytes,
+    ephemeral_secrets: Sequence[bytes],
+    counter: int = 0,
+) -> bytes:
+    """Deterministic encryption for known-answer test vectors. Never use it to store data.
+
+    Builds each stanza exactly as libsodium's ``crypto_box_seal`` does, but with
+    a given ephemeral secret: ``epk || crypto_box(dk, blake2b(epk || pk, 24), pk, esk)``.
+    """
+    wrapped = []
+    for r, esk in zip(recipients, ephemeral_secrets, strict=True):
+        epk = sodium.crypto_scalarmult_base(esk)
+        box_nonce = sodium.crypto_generichash_blake2b_salt_personal(epk + r.raw, digest_size=24)
+        wrapped.append(epk + sodium.crypto_box_easy(data_key, box_nonce, r.raw, esk))
+    return _seal(plaintext, path, list(recipients), data_key, nonce, wrapped, counter)
+
+
+def decrypt(blob: bytes, path: str, key: SecretKey) -> bytes:
+    """Decrypt envelope bytes read from *path* with *key*.
+
+    Raises DecryptionError for every failure: malformed or truncated bytes,
+    unknown version, an envelope bound to another path, no stanza for this
+    key, or any failed integrity check.
+    """
+    try:
+        env = Envelope.parse(blob)
+    except MalformedEnvelope as exc:
+        raise DecryptionError(f"malformed envelope: {exc.message}") from None
+    # Why: the path is in the associated data, but we also compare it here so the
+    # error says what happened when a ciphertext was copied to another key.
+    if not hmac.compare_digest(env.path.encode("utf-8"), path.encode("utf-8", "replace")):
+        raise DecryptionError("integrity check failed: the envelope is bound to another path")
+    stanza = env.stanza_for(key.public.kid)
+    if stanza is None:
+        raise DecryptionError(
+            f"no stanza for key {key.key_id}: this value was not encrypted for your key",
+            hint="ask a writer to re-encrypt it for your group",
+        )
+    try:
+        data_key = key._unwrap(stanza.wrapped)
+        payload_key, commitment = _derive(data_key)
+        # Why: the commitment stops a writer from giving two recipients different
+        # data keys that open one ciphertext to different plaintexts.
+        if not hmac.compare_digest(commitment, env.commitment):
+            raise DecryptionError("integrity check failed")
+        return sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            env.ciphertext, env.header(), env.nonce, payload_key
+        )
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        raise DecryptionError("integrity check failed") from None
+
+
+__all__ = ["SecretKey", "decrypt", "encrypt", "write_keypair"]

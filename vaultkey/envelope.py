@@ -1,0 +1,206 @@
+"""The v1 envelope wire format: parse, validate and serialise. No key material.
+
+An envelope is what etcd stores for one value: the ciphertext, the path it is
+bound to, and one stanza per recipient holding the wrapped data key. The
+byte layout is specified in docs/FORMAT.md; this module is its reference
+parser. It never sees a private key, so the proxy can use it to check writes::
+
+    >>> from vaultkey.envelope import Envelope, Stanza
+    >>> env = Envelope(path="/app/db", counter=0,
+    ...                stanzas=(Stanza(kid=bytes(16), wrapped=bytes(80)),),
+    ...                commitment=bytes(32), nonce=bytes(24), ciphertext=bytes(16))
+    >>> Envelope.parse(env.serialize()) == env
+    True
+    >>> len(env.serialize())
+    207
+
+Parsing is strict: wrong magic, unknown version or flag bits, bad lengths,
+duplicate recipients and trailing bytes all raise :class:`MalformedEnvelope`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from vaultkey.errors import MalformedEnvelope
+from vaultkey.paths import MAX_PATH_BYTES
+
+MAGIC = b"VKEY"
+VERSION = 1
+FLAG_SIGNED = 0x01
+KNOWN_FLAGS = FLAG_SIGNED
+KID_BYTES = 16
+WRAPPED_BYTES = 80  # crypto_box_seal of a 32-byte key: 32 (ephemeral pk) + 32 + 16 (MAC)
+COMMITMENT_BYTES = 32
+NONCE_BYTES = 24
+TAG_BYTES = 16
+SIGNATURE_BYTES = 64
+MAX_STANZAS = 255
+
+# etcd refuses gRPC requests over 1.5 MiB (--max-request-bytes default). The
+# request also carries the key (root + path, at most ~1.1 KiB) and, for
+# compare-and-swap, a compare clause; 8 KiB of headroom covers all of it.
+ETCD_MAX_REQUEST_BYTES = 1536 * 1024
+MAX_ENVELOPE_BYTES = ETCD_MAX_REQUEST_BYTES - 8 * 1024
+
+_FIXED = struct.Struct(">4sBBH")  # magic, version, flags, path length
+_COUNTER = struct.Struct(">QB")  # counter, stanza count
+_CT_LEN = struct.Struct(">I")
+
+
+@dataclass(frozen=True)
+class Stanza:
+    """The data key wrapped for one recipient, found by its 16-byte key id."""
+
+    kid: bytes
+    wrapped: bytes
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Reserved: an Ed25519 writer signature (filled in by the key-lifecycle work)."""
+
+    signer_kid: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One parsed v1 envelope."""
+
+    path: str
+    counter: int
+    stanzas: tuple[Stanza, ...]
+    commitment: bytes
+    nonce: bytes
+    ciphertext: bytes
+    signature: Signature | None = None
+    version: int = VERSION
+
+    @property
+    def flags(self) -> int:
+        return FLAG_SIGNED if self.signature is not None else 0
+
+    @property
+    def recipient_kids(self) -> tuple[bytes, ...]:
+        return tuple(s.kid for s in self.stanzas)
+
+    def stanza_for(self, kid: bytes) -> Stanza | None:
+        for stanza in self.stanzas:
+            if stanza.kid == kid:
+                return stanza
+        return None
+
+    def header(self) -> bytes:
+        """The header bytes: everything from the magic to the nonce.
+
+        These are the AEAD associated data, so the version, path, counter,
+        every stanza and the commitment are all authenticated.
+        """
+        path = self.path.encode("utf-8")
+        parts = [
+            _FIXED.pack(MAGIC, self.version, self.flags, len(path)),
+            path,
+            _COUNTER.pack(self.counter, len(self.stanzas)),
+        ]
+        parts.extend(s.kid + s.wrapped for s in self.stanzas)
+        parts += [self.commitment, self.nonce]
+        return b"".join(parts)
+
+    def signed_bytes(self) -> bytes:
+        """What a writer signature covers: the header plus the ciphertext block."""
+        return self.header() + _CT_LEN.pack(len(self.ciphertext)) + self.ciphertext
+
+    def serialize(self) -> bytes:
+        self._check_fields()
+        out = self.signed_bytes()
+        if self.signature is not None:
+            out += self.signature.signer_kid + self.signature.signature
+        return out
+
+    def _check_fields(self) -> None:
+        _require(self.version == VERSION, f"unsupported envelope version {self.version}")
+        _require(0 <= self.counter < 2**64, "counter out of range")
+        _require(1 <= len(self.stanzas) <= MAX_STANZAS, "an envelope has 1 to 255 recipients")
+        for s in self.stanzas:
+            _require(len(s.kid) == KID_BYTES and len(s.wrapped) == WRAPPED_BYTES, "bad stanza")
+        _require(len(set(self.recipient_kids)) == len(self.stanzas), "duplicate recipient")
+        _require(len(self.commitment) == COMMITMENT_BYTES, "bad commitment length")
+        _require(len(self.nonce) == NONCE_BYTES, "bad nonce length")
+        _require(len(self.ciphertext) >= TAG_BYTES, "ciphertext shorter than its tag")
+        _require(len(self.path.encode("utf-8")) <= MAX_PATH_BYTES, "path too long")
+
+    @classmethod
+    def parse(cls, data: bytes) -> Envelope:
+        """Parse and structurally validate envelope bytes (no cryptography)."""
+        reader = _Reader(bytes(data))
+        magic, version, flags, path_len = reader.unpack(_FIXED)
+        _require(magic == MAGIC, "not a vaultkey envelope (bad magic)")
+        _require(version == VERSION, f"unsupported envelope version {version}")
+        _require(flags & ~KNOWN_FLAGS == 0, f"unknown flag bits 0x{flags:02x}")
+        _require(path_len <= MAX_PATH_BYTES, "path too long")
+        try:
+            path = reader.take(path_len).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedEnvelope("envelope path is not UTF-8") from None
+        counter, count = reader.unpack(_COUNTER)
+        stanzas = tuple(
+            Stanza(kid=reader.take(KID_BYTES), wrapped=reader.take(WRAPPED_BYTES))
+            for _ in range(count)
+        )
+        commitment = reader.take(COMMITMENT_BYTES)
+        nonce = reader.take(NONCE_BYTES)
+        (ct_len,) = reader.unpack(_CT_LEN)
+        ciphertext = reader.take(ct_len)
+        signature = None
+        if flags & FLAG_SIGNED:
+            signature = Signature(reader.take(KID_BYTES), reader.take(SIGNATURE_BYTES))
+        _require(reader.at_end(), "trailing bytes after the envelope")
+        env = cls(path, counter, stanzas, commitment, nonce, ciphertext, signature, version)
+        env._check_fields()
+        return env
+
+
+def overhead(path: str, recipients: int) -> int:
+    """Envelope size minus plaintext size, for a path and recipient count."""
+    return (
+        _FIXED.size + len(path.encode("utf-8")) + _COUNTER.size
+        + recipients * (KID_BYTES + WRAPPED_BYTES)
+        + COMMITMENT_BYTES + NONCE_BYTES + _CT_LEN.size + TAG_BYTES
+    )
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise MalformedEnvelope(message)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    def take(self, n: int) -> bytes:
+        end = self._pos + n
+        _require(end <= len(self._data), "envelope is truncated")
+        chunk = self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def unpack(self, fmt: struct.Struct) -> tuple[Any, ...]:
+        return fmt.unpack(self.take(fmt.size))
+
+    def at_end(self) -> bool:
+        return self._pos == len(self._data)
+
+
+__all__ = [
+    "MAX_ENVELOPE_BYTES",
+    "VERSION",
+    "Envelope",
+    "Signature",
+    "Stanza",
+    "overhead",
+]

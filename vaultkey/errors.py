@@ -1,0 +1,156 @@
+"""The whole vaultkey exception tree.
+
+Every error vaultkey raises on purpose is a :class:`VaultkeyError`. Lower
+layers' errors (gRPC, HTTP, OS) are mapped to this tree at one boundary each
+and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
+``httpx.HTTPError``::
+
+    VaultkeyError                    base; .exit_code for the CLI
+    ├── UsageError                   bad input from the caller (exit 64)
+    │   ├── InvalidPath              path fails the documented rules
+    │   └── ValueTooLarge            envelope would exceed etcd's request limit
+    ├── KeyFileError                 key file unreadable, too open, corrupted (exit 66)
+    ├── MalformedEnvelope            bytes are not a well-formed v1 envelope
+    ├── DecryptionError              the one error for every failed decryption (exit 7)
+    ├── PolicyError                  a policy file is invalid; carries file and line
+    ├── NotFound                     no such key (exit 3)
+    ├── PermissionDenied             the ACL says no (exit 4)
+    ├── Unauthenticated              missing, bad, expired or revoked token (exit 5)
+    ├── Conflict                     compare-and-swap or create-only lost (exit 6)
+    ├── Unavailable                  etcd or the proxy cannot be reached (exit 8)
+    └── StoreError                   etcd answered with an unexpected error (exit 8)
+
+Example::
+
+    >>> from vaultkey.errors import DecryptionError, VaultkeyError
+    >>> issubclass(DecryptionError, VaultkeyError)
+    True
+"""
+
+from __future__ import annotations
+
+
+class VaultkeyError(Exception):
+    """Base class of every error vaultkey raises deliberately."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def diagnostics(self) -> str:
+        """One human line (plus the next step, if known) for the CLI."""
+        if self.hint:
+            return f"{self.message}; {self.hint}"
+        return self.message
+
+
+class UsageError(VaultkeyError):
+    """The caller passed something invalid (argument, option, value)."""
+
+    exit_code = 64
+
+
+class InvalidPath(UsageError):
+    """A key path or prefix breaks the path rules (see docs/FORMAT.md)."""
+
+
+class ValueTooLarge(UsageError):
+    """The envelope would exceed etcd's request size limit."""
+
+
+class KeyFileError(VaultkeyError):
+    """A key file cannot be used: missing, too open, corrupted or of the wrong type."""
+
+    exit_code = 66
+
+
+class MalformedEnvelope(VaultkeyError):
+    """The bytes are not a well-formed vaultkey envelope (parse-time check)."""
+
+    exit_code = 65
+
+
+class DecryptionError(VaultkeyError):
+    """Decryption failed. The message never says anything about the plaintext."""
+
+    exit_code = 7
+
+
+class PolicyError(VaultkeyError):
+    """A policy file is invalid."""
+
+    exit_code = 78
+
+    def __init__(
+        self, message: str, *, source: str | None = None, line: int | None = None
+    ) -> None:
+        where = source or "<policy>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+        self.source = source
+        self.line = line
+        self.reason = message
+
+
+class NotFound(VaultkeyError):
+    """The key does not exist (only ever reported to callers allowed to read it)."""
+
+    exit_code = 3
+
+
+class PermissionDenied(VaultkeyError):
+    """The caller's group may not do this on this path."""
+
+    exit_code = 4
+
+
+class Unauthenticated(VaultkeyError):
+    """No token, or the token is unknown, expired or revoked."""
+
+    exit_code = 5
+
+
+class Conflict(VaultkeyError):
+    """A compare-and-swap or create-only write lost the race."""
+
+    exit_code = 6
+
+
+class Unavailable(VaultkeyError):
+    """etcd or the proxy cannot be reached; retrying later may succeed."""
+
+    exit_code = 8
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class StoreError(VaultkeyError):
+    """etcd answered with an error that is neither unavailability nor a conflict."""
+
+    exit_code = 8
+
+
+__all__ = [
+    "Conflict",
+    "DecryptionError",
+    "InvalidPath",
+    "KeyFileError",
+    "MalformedEnvelope",
+    "NotFound",
+    "PermissionDenied",
+    "PolicyError",
+    "StoreError",
+    "Unauthenticated",
+    "Unavailable",
+    "UsageError",
+    "ValueTooLarge",
+    "VaultkeyError",
+]

@@ -1,0 +1,146 @@
+"""Public keys: text form, key ids and public key files. No secret material here.
+
+This module is safe for the proxy to import: it only parses and fingerprints
+X25519 *public* keys (secret keys live in :mod:`vaultkey.crypto`)::
+
+    >>> from vaultkey.keys import PublicKey
+    >>> pk = PublicKey(bytes(32))
+    >>> pk.key_id
+    'vk1_56cc0bbb2e1aa8a1b9a0f51c49bc8f01'
+    >>> PublicKey.from_text(pk.to_text()) == pk
+    True
+
+Text form of a key: ``<tag>_<base64url(raw key || checksum)>`` without padding,
+where ``tag`` is ``vkpub1`` (public) or ``vksec1`` (secret) and ``checksum`` is
+the first 4 bytes of ``SHA-256("vaultkey key text v1" || 0x00 || tag || raw)``.
+A truncated, mistyped or wrong-type key is therefore a clear error, never a
+silently different key.
+
+Key id: ``vk1_`` + hex of the first 16 bytes of
+``SHA-256("vaultkey key id v1" || 0x00 || public key)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaultkey.errors import KeyFileError
+
+KEY_BYTES = 32
+KID_BYTES = 16
+PUBLIC_TAG = "vkpub1"
+SECRET_TAG = "vksec1"  # noqa: S105 - a type tag, not a secret
+_CHECKSUM_BYTES = 4
+_TEXT_LABEL = b"vaultkey key text v1\x00"
+_KID_LABEL = b"vaultkey key id v1\x00"
+_TAG_NAMES = {PUBLIC_TAG: "public key", SECRET_TAG: "secret key"}
+
+
+def key_id_bytes(public: bytes) -> bytes:
+    """The 16-byte key id of a raw X25519 public key."""
+    return hashlib.sha256(_KID_LABEL + public).digest()[:KID_BYTES]
+
+
+def format_key_id(kid: bytes) -> str:
+    """Display form of a 16-byte key id: ``vk1_`` + 32 hex digits."""
+    return "vk1_" + kid.hex()
+
+
+def _checksum(tag: str, raw: bytes) -> bytes:
+    return hashlib.sha256(_TEXT_LABEL + tag.encode() + raw).digest()[:_CHECKSUM_BYTES]
+
+
+def encode_key_text(tag: str, raw: bytes) -> str:
+    """Encode a raw 32-byte key as checksummed text with a type prefix."""
+    body = base64.urlsafe_b64encode(raw + _checksum(tag, raw)).rstrip(b"=").decode()
+    return f"{tag}_{body}"
+
+
+def decode_key_text(text: str, expected_tag: str, source: str = "key") -> bytes:
+    """Decode key text, checking its type prefix, length and checksum."""
+    text = text.strip()
+    tag, sep, body = text.partition("_")
+    if not sep or tag not in _TAG_NAMES:
+        raise KeyFileError(
+            f"{source}: not a vaultkey key (expected text starting with '{expected_tag}_')"
+        )
+    if tag != expected_tag:
+        raise KeyFileError(
+            f"{source}: this is a {_TAG_NAMES[tag]}, but a {_TAG_NAMES[expected_tag]} is needed"
+        )
+    try:
+        blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise KeyFileError(f"{source}: key text is corrupted (not base64url)") from None
+    if len(blob) != KEY_BYTES + _CHECKSUM_BYTES:
+        raise KeyFileError(f"{source}: key text has the wrong length (truncated or corrupted)")
+    raw, check = blob[:KEY_BYTES], blob[KEY_BYTES:]
+    if _checksum(tag, raw) != check:
+        raise KeyFileError(
+            f"{source}: key checksum mismatch (the key text is corrupted or mistyped)"
+        )
+    return raw
+
+
+def key_line(text: str, source: str) -> str:
+    """The single key line of a key file (comments and blank lines are ignored)."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    keys = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not keys:
+        raise KeyFileError(f"{source}: no key found in the file")
+    if len(keys) > 1:
+        raise KeyFileError(f"{source}: more than one key line in the file")
+    return keys[0]
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """An X25519 public key that values can be encrypted to."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, bytes) or len(self.raw) != KEY_BYTES:
+            raise KeyFileError("a public key is exactly 32 bytes")
+
+    @property
+    def kid(self) -> bytes:
+        return key_id_bytes(self.raw)
+
+    @property
+    def key_id(self) -> str:
+        return format_key_id(self.kid)
+
+    def to_text(self) -> str:
+        return encode_key_text(PUBLIC_TAG, self.raw)
+
+    def to_file_text(self, comment: str = "") -> str:
+        head = "# vaultkey public key (X25519)\n"
+        if comment:
+            head += f"# {comment}\n"
+        return f"{head}# key id: {self.key_id}\n{self.to_text()}\n"
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "public key") -> PublicKey:
+        return cls(decode_key_text(key_line(text, source), PUBLIC_TAG, source))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> PublicKey:
+        """Load a ``.pub`` file (public keys may be world-readable)."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFileError(f"{p}: cannot read public key file: {exc}") from exc
+        return cls.from_text(text, str(p))
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.key_id})"
+
+
+__all__ = ["KEY_BYTES", "KID_BYTES", "PublicKey", "format_key_id", "key_id_bytes"]

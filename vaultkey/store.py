@@ -1,0 +1,269 @@
+"""The etcd store adapter: the only module that speaks gRPC to etcd.
+
+It maps every gRPC / python-etcd3 error to the vaultkey tree at this one
+boundary (``Unavailable``, ``Conflict``, ``ValueTooLarge``, ``StoreError``)
+and validates paths before anything touches etcd::
+
+    store = EtcdStore(EtcdSettings(endpoints=["http://127.0.0.1:2379"]), namespace="/vaultkey/kv")
+    rev = store.put("/app/db", envelope_bytes, create_only=True)
+    entry = store.get("/app/db")              # Entry | None
+    entries, rev = store.range("/app/")        # one round trip
+    store.put("/app/db", new_bytes, if_revision=entry.mod_revision)   # CAS
+    store.delete("/app/db")
+
+A store is a *namespace view* on a shared :class:`EtcdConnection`, so the
+proxy's values (``<root>/kv``) and internal state (``<root>/sys``) use one
+set of gRPC channels. All methods are blocking and thread-safe; async callers
+run them in a thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import etcd3
+import etcd3.exceptions
+import grpc
+from etcd3 import transactions as tx
+from etcd3.utils import prefix_range_end
+
+from vaultkey.envelope import MAX_ENVELOPE_BYTES
+from vaultkey.errors import Conflict, StoreError, Unavailable, UsageError, ValueTooLarge
+from vaultkey.paths import validate_key, validate_prefix
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_UNAVAILABLE_CODES = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
+_UNAVAILABLE_ERRORS = (
+    etcd3.exceptions.ConnectionFailedError,
+    etcd3.exceptions.ConnectionTimeoutError,
+    etcd3.exceptions.NoServerAvailableError,
+)
+
+
+@dataclass(frozen=True)
+class EtcdSettings:
+    """How to reach etcd: endpoints (failover in order), TLS and user/password."""
+
+    endpoints: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 5.0
+    # After a failure, an endpoint is skipped for this long before it is retried.
+    retry_endpoint_after: float = 1.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored value and its etcd metadata."""
+
+    path: str
+    value: bytes = field(repr=False)
+    mod_revision: int
+    create_revision: int
+    version: int
+
+
+def parse_endpoint(url: str) -> tuple[str, int, bool]:
+    """``http(s)://host:port`` or ``host:port`` -> (host, port, tls)."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad etcd endpoint {url!r}: use http(s)://HOST:PORT")
+    try:
+        port = parts.port or 2379
+    except ValueError:
+        raise UsageError(f"bad etcd endpoint {url!r}: invalid port") from None
+    return parts.hostname, port, parts.scheme == "https"
+
+
+class EtcdConnection:
+    """A lazily (re)connected python-etcd3 client with failover across endpoints."""
+
+    def __init__(self, settings: EtcdSettings) -> None:
+        if not settings.endpoints:
+            raise UsageError("at least one etcd endpoint is needed")
+        self.settings = settings
+        self._endpoints = [parse_endpoint(u) for u in settings.endpoints]
+        self._lock = threading.Lock()
+        self._client: Any = None
+
+    def _credentials(self) -> grpc.ChannelCredentials:
+        s = self.settings
+
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            with open(path, "rb") as fh:
+                return fh.read()
+
+        return grpc.ssl_channel_credentials(
+            read(s.ca_cert), read(s.client_key), read(s.client_cert)
+        )
+
+    def _connect(self) -> Any:
+        s = self.settings
+        endpoints = [
+            etcd3.Endpoint(
+                host, port, secure=tls, creds=self._credentials() if tls else None,
+                time_retry=s.retry_endpoint_after,
+            )
+            for host, port, tls in self._endpoints
+        ]
+        return etcd3.MultiEndpointEtcd3Client(
+            endpoints=endpoints, timeout=s.timeout, user=s.user, password=s.password,
+            failover=True,
+        )
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = _mapped(self._connect)
+            return self._client
+
+    def reset(self) -> None:
+        """Drop the client (e.g. after an expired etcd auth token); the next call reconnects."""
+        with self._lock:
+            old, self._client = self._client, None
+        if old is not None:
+            old.close()
+
+    def call(self, fn: Callable[[Any], T]) -> T:
+        """Run *fn(client)*, mapping errors; re-authenticate once if etcd says so."""
+        try:
+            return _mapped(lambda: fn(self.client()))
+        except StoreError as exc:
+            if "auth token" not in exc.message:
+                raise
+            self.reset()
+            return _mapped(lambda: fn(self.client()))
+
+    def close(self) -> None:
+        self.reset()
+
+
+def _mapped(fn: Callable[[], T]) -> T:
+    """The gRPC -> vaultkey error boundary."""
+    try:
+        return fn()
+    except _UNAVAILABLE_ERRORS as exc:
+        raise Unavailable("etcd is unavailable", retry_after=1.0) from exc
+    except grpc.RpcError as exc:
+        code = exc.code() if hasattr(exc, "code") else None
+        detail = exc.details() if hasattr(exc, "details") else str(exc)
+        if code in _UNAVAILABLE_CODES:
+            raise Unavailable("etcd is unavailable", retry_after=1.0) from exc
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED or "too large" in str(detail):
+            raise ValueTooLarge(f"etcd refused the request as too large: {detail}") from exc
+        raise StoreError(f"etcd error {code}: {detail}") from exc
+    except etcd3.exceptions.Etcd3Exception as exc:
+        raise StoreError(f"etcd error: {type(exc).__name__}") from exc
+    except OSError as exc:
+        raise StoreError(f"cannot set up the etcd connection: {exc}") from exc
+
+
+def _entry(kv: Any, namespace: bytes) -> Entry:
+    return Entry(
+        path=kv.key[len(namespace):].decode("utf-8"),
+        value=kv.value,
+        mod_revision=kv.mod_revision,
+        create_revision=kv.create_revision,
+        version=kv.version,
+    )
+
+
+class EtcdStore:
+    """Key/value operations on one namespace (an etcd key prefix) of a connection."""
+
+    def __init__(self, conn: EtcdConnection, namespace: str) -> None:
+        if not namespace.startswith("/") or namespace.endswith("/"):
+            raise UsageError(f"namespace {namespace!r} must start and not end with '/'")
+        self.conn = conn
+        self.namespace = namespace
+        self._ns = namespace.encode("utf-8")
+
+    def _key(self, path: str) -> bytes:
+        return self._ns + validate_key(path).encode("utf-8")
+
+    def get(self, path: str) -> Entry | None:
+        key = self._key(path)
+        resp = self.conn.call(lambda c: c.get_response(key))
+        return _entry(resp.kvs[0], self._ns) if resp.kvs else None
+
+    def range(self, prefix: str, *, keys_only: bool = False) -> tuple[list[Entry], int]:
+        """All entries under *prefix* in key order, read at one revision."""
+        start = self._ns + validate_prefix(prefix).encode("utf-8")
+        resp = self.conn.call(
+            lambda c: c.get_range_response(
+                start, prefix_range_end(start), sort_order="ascend", keys_only=keys_only
+            )
+        )
+        return [_entry(kv, self._ns) for kv in resp.kvs], int(resp.header.revision)
+
+    def put(
+        self,
+        path: str,
+        value: bytes,
+        *,
+        if_revision: int | None = None,
+        create_only: bool = False,
+        lease: int | None = None,
+    ) -> int:
+        """Store *value*; returns the new revision. Raises Conflict if a condition fails.
+
+        ``if_revision=N`` succeeds only if the key's mod revision is N (0 means
+        "does not exist"); ``create_only`` only if the key does not exist.
+        """
+        key = self._key(path)
+        if len(value) > MAX_ENVELOPE_BYTES:
+            raise ValueTooLarge(
+                f"value is {len(value)} bytes; the maximum is {MAX_ENVELOPE_BYTES} bytes"
+            )
+        compare = []
+        if create_only:
+            compare.append(tx.Create(key) == 0)
+        if if_revision is not None:
+            compare.append(tx.Mod(key) == int(if_revision))
+        op = tx.Put(key, value, lease=lease)
+        ok, responses = self.conn.call(lambda c: c.transaction(compare, [op], []))
+        if not ok:
+            raise Conflict(self._conflict_message(path, if_revision, create_only))
+        return int(responses[0].response_put.header.revision)
+
+    def delete(self, path: str, *, if_revision: int | None = None) -> bool:
+        """Delete *path*; returns whether it existed. Raises Conflict if the CAS fails."""
+        key = self._key(path)
+        compare = [] if if_revision is None else [tx.Mod(key) == int(if_revision)]
+        ok, responses = self.conn.call(lambda c: c.transaction(compare, [tx.Delete(key)], []))
+        if not ok:
+            raise Conflict(self._conflict_message(path, if_revision, False))
+        return int(responses[0].response_delete_range.deleted) > 0
+
+    def ping(self) -> int:
+        """Raise Unavailable unless etcd answers; returns the current revision."""
+        resp = self.conn.call(lambda c: c.get_response(self._ns + b"/"))
+        return int(resp.header.revision)
+
+    @staticmethod
+    def _conflict_message(path: str, if_revision: int | None, create_only: bool) -> str:
+        if create_only and if_revision is None:
+            return f"{path} already exists (create-only write refused)"
+        return f"{path} was changed since revision {if_revision} (compare-and-swap refused)"
+
+
+__all__ = ["Entry", "EtcdConnection", "EtcdSettings", "EtcdStore", "parse_endpoint"]
