@@ -12,7 +12,7 @@ parser. It never sees a private key, so the proxy can use it to check writes::
     >>> Envelope.parse(env.serialize()) == env
     True
     >>> len(env.serialize())
-    207
+    196
 
 Parsing is strict: wrong magic, unknown version or flag bits, bad lengths,
 duplicate recipients and trailing bytes all raise :class:`MalformedEnvelope`.

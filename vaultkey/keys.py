@@ -6,7 +6,7 @@ X25519 *public* keys (secret keys live in :mod:`vaultkey.crypto`)::
     >>> from vaultkey.keys import PublicKey
     >>> pk = PublicKey(bytes(32))
     >>> pk.key_id
-    'vk1_56cc0bbb2e1aa8a1b9a0f51c49bc8f01'
+    'vk1_a1ccbbd7ef85dbe90d9bbe4ff51b3b65'
     >>> PublicKey.from_text(pk.to_text()) == pk
     True
 

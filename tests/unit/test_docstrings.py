@@ -1,0 +1,19 @@
+"""The runnable examples in module docstrings stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+PURE_MODULES = ["vaultkey", "vaultkey.errors", "vaultkey.paths", "vaultkey.keys",
+                "vaultkey.envelope", "vaultkey.crypto", "vaultkey.acl"]
+
+
+@pytest.mark.parametrize("name", PURE_MODULES)
+def test_module_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0

@@ -1,0 +1,181 @@
+"""Load a policy directory: every ``*.toml`` in it, plus the recipients' public keys.
+
+The parsing and the ACL semantics live in the pure :mod:`vaultkey.acl`; this
+module does the file I/O. Each recipient entry of a policy is either inline
+public key text (``vkpub1_...``) or a public key file name relative to the
+policy directory::
+
+    >>> import tempfile, pathlib
+    >>> from vaultkey.keys import PublicKey
+    >>> from vaultkey.policyload import load_policy_dir
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "ops.pub").write_text(PublicKey(bytes(32)).to_file_text())
+    >>> _ = (d / "ops.toml").write_text(
+    ...     'group = "ops"\\nrecipients = ["ops.pub"]\\n'
+    ...     '[[rules]]\\nprefix = "/ops/"\\nallow = ["read"]\\n')
+    >>> loaded = load_policy_dir(d)
+    >>> loaded.policy_set.readers("/ops/db")
+    ['ops']
+    >>> loaded.reader_keys("/ops/db") == [PublicKey(bytes(32))]
+    True
+
+:func:`check_policy_dir` returns every problem (for ``vaultkey policy check``,
+which prints each as ``file:line: message``, i.e. ``str(error)``);
+:func:`load_policy_dir` raises the single problem, or a :class:`PolicyDirError`
+listing all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from vaultkey.acl import Policy, PolicySet, check_policy_text, duplicate_group_errors
+from vaultkey.errors import KeyFileError, PolicyError
+from vaultkey.keys import PUBLIC_TAG, SECRET_TAG, PublicKey
+
+INLINE_KEY_PREFIX = PUBLIC_TAG + "_"
+_KEY_TEXT_PREFIXES = (INLINE_KEY_PREFIX, SECRET_TAG + "_")
+
+
+class PolicyDirError(PolicyError):
+    """Several problems in a policy directory; ``problems`` holds each one."""
+
+    def __init__(self, directory: str, problems: list[PolicyError]) -> None:
+        listing = "\n".join(f"  {p.message}" for p in problems)
+        super().__init__(f"{len(problems)} problems in policy files:\n{listing}",
+                         source=directory)
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class LoadedPolicies:
+    """A validated policy directory: the ACL plus each group's recipient keys."""
+
+    directory: Path
+    policy_set: PolicySet
+    recipients: Mapping[str, tuple[PublicKey, ...]]
+
+    def recipients_for(self, group: str) -> tuple[PublicKey, ...]:
+        """The public keys of *group* (empty for an unknown group)."""
+        return self.recipients.get(group, ())
+
+    def reader_keys(self, path: str) -> list[PublicKey]:
+        """The keys a value at key *path* must be encrypted to (deduplicated)."""
+        keys: dict[str, PublicKey] = {}
+        for group in self.policy_set.readers(path):
+            for key in self.recipients_for(group):
+                keys.setdefault(key.key_id, key)
+        return list(keys.values())
+
+
+def _policy_files(root: Path) -> list[Path]:
+    try:
+        files = [p for p in root.iterdir()
+                 if p.suffix == ".toml" and not p.name.startswith(".") and p.is_file()]
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy directory: {exc.strerror or exc}",
+                          source=str(root)) from exc
+    if not files:
+        raise PolicyError(f"no policy files in {root}", source=str(root))
+    return sorted(files, key=lambda p: p.name)
+
+
+def _read_policy(path: Path) -> tuple[Policy | None, list[PolicyError]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [PolicyError(f"cannot read policy file: {exc}", source=path.name)]
+    return check_policy_text(text, path.name)
+
+
+def _resolve_one(root: Path, entry: str) -> PublicKey:
+    if entry.startswith(_KEY_TEXT_PREFIXES):  # a pasted secret key is an error, not a file
+        return PublicKey.from_text(entry, "inline public key")
+    return PublicKey.load(root / entry)
+
+
+def _display(entry: str) -> str:
+    """An entry for an error message; key text is shortened (it might be a secret key)."""
+    if entry.startswith(_KEY_TEXT_PREFIXES):
+        return repr(entry[:11] + "...")
+    return repr(entry)
+
+
+def _strip_source(exc: KeyFileError | OSError, path: Path) -> str:
+    """The key error's reason without the ``SOURCE: `` the key module prepends."""
+    if not isinstance(exc, KeyFileError):
+        return str(exc)
+    for source in (str(path), "inline public key"):
+        if exc.message.startswith(source + ": "):
+            return exc.message[len(source) + 2:]
+    return exc.message
+
+
+def _resolve_recipients(root: Path, policy: Policy) -> tuple[tuple[PublicKey, ...],
+                                                             list[PolicyError]]:
+    keys: dict[str, PublicKey] = {}
+    errors: list[PolicyError] = []
+    for index, entry in enumerate(policy.recipients):
+        try:
+            key = _resolve_one(root, entry)
+        except (KeyFileError, OSError) as exc:
+            reason = _strip_source(exc, root / entry)
+            errors.append(PolicyError(f"recipient {_display(entry)}: {reason}",
+                                      source=policy.source, line=policy.recipient_line(index)))
+            continue
+        keys.setdefault(key.key_id, key)
+    if policy.may_read and not policy.recipients:
+        errors.append(PolicyError(
+            f"group {policy.group!r} may read but has no recipients", source=policy.source,
+            line=policy.recipients_line or policy.group_line))
+    return tuple(keys.values()), errors
+
+
+def _scan(directory: str | os.PathLike[str]) -> tuple[
+        list[Policy], dict[str, tuple[PublicKey, ...]], list[PolicyError]]:
+    root = Path(directory)
+    policies: list[Policy] = []
+    recipients: dict[str, tuple[PublicKey, ...]] = {}
+    problems: list[PolicyError] = []
+    for path in _policy_files(root):
+        policy, errors = _read_policy(path)
+        problems.extend(errors)
+        if policy is None:
+            continue
+        keys, errors = _resolve_recipients(root, policy)
+        problems.extend(errors)
+        policies.append(policy)
+        recipients.setdefault(policy.group, keys)
+    problems.extend(duplicate_group_errors(policies))
+    return policies, recipients, problems
+
+
+def check_policy_dir(directory: str | os.PathLike[str]) -> list[PolicyError]:
+    """Every problem in the policy directory (empty list: all valid)."""
+    try:
+        return _scan(directory)[2]
+    except PolicyError as exc:
+        return [exc]
+
+
+def load_policy_dir(directory: str | os.PathLike[str]) -> LoadedPolicies:
+    """Load and validate a policy directory; raises PolicyError on any problem."""
+    policies, recipients, problems = _scan(directory)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise PolicyDirError(str(directory), problems)
+    return LoadedPolicies(Path(directory), PolicySet(policies), MappingProxyType(recipients))
+
+
+__all__ = [
+    "INLINE_KEY_PREFIX",
+    "LoadedPolicies",
+    "PolicyDirError",
+    "check_policy_dir",
+    "load_policy_dir",
+]
