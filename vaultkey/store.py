@@ -66,6 +66,17 @@ class EtcdSettings:
     retry_endpoint_after: float = 1.0
 
 
+# Why: gRPC's default reconnect backoff grows to 120 s, so a proxy would stay
+# unavailable long after etcd came back. Cap it at 2 s.
+_GRPC_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+
+
 @dataclass(frozen=True)
 class Entry:
     """One stored value and its etcd metadata."""
@@ -121,7 +132,7 @@ class EtcdConnection:
         endpoints = [
             etcd3.Endpoint(
                 host, port, secure=tls, creds=self._credentials() if tls else None,
-                time_retry=s.retry_endpoint_after,
+                time_retry=s.retry_endpoint_after, opts=_GRPC_OPTIONS,
             )
             for host, port, tls in self._endpoints
         ]

@@ -1,0 +1,51 @@
+"""The ``vaultkey`` command line. The CLI package is the only code that prints,
+exits or configures logging (the proxy's server entry point aside).
+
+Start-up is kept fast: command modules import heavy dependencies (gRPC,
+FastAPI, uvicorn, httpx) inside the command, never at import time::
+
+    $ vaultkey keygen payments
+    key id: vk1_...
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from vaultkey._cli.common import cli
+from vaultkey.errors import VaultkeyError
+
+# Registering commands: each module adds its commands to `cli` when imported.
+from vaultkey._cli import admin as _admin  # noqa: F401  isort: skip
+from vaultkey._cli import keys as _keys  # noqa: F401  isort: skip
+from vaultkey._cli import serve as _serve  # noqa: F401  isort: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit per error kind
+    """Run the CLI; expected failures become one line on stderr and an exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False,
+                 prog_name="vaultkey")
+    except VaultkeyError as exc:
+        click.echo(f"vaultkey: error: {exc.diagnostics()}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 64 if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""``vaultkey token ...`` (talks to the proxy) and ``vaultkey policy ...`` (local files)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from vaultkey._cli.common import GlobalOptions, cli, emit
+
+OUTPUT = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                      show_default=True, help="Output format.")
+
+
+@cli.group()
+def token() -> None:
+    """Manage group tokens (needs the admin token)."""
+
+
+@token.command("create", epilog="\b\nExamples:\n  export VAULTKEY_TOKEN=$ADMIN_TOKEN\n"
+               "  PAYMENTS_TOKEN=$(vaultkey token create --group payments --ttl 24h --name api)")
+@click.option("--group", required=True, help="Group from the proxy's policies.")
+@click.option("--ttl", help="Lifetime, e.g. 3600, 30m, 24h, 7d (default: no expiry).")
+@click.option("--name", default="", help="A label shown by `token list`.")
+@OUTPUT
+@click.pass_obj
+def token_create(opts: GlobalOptions, group: str, ttl: str | None, name: str, output: str) -> None:
+    """Create a token for GROUP. Prints only the token (shown once)."""
+    conn = opts.connection()
+    body = conn.request("POST", "/v1/tokens", json={"group": group, "ttl": ttl, "name": name})
+    emit(body, output == "json", body["token"])
+
+
+def _when(ts: float | None) -> str:
+    return "never" if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+@token.command("list")
+@OUTPUT
+@click.pass_obj
+def token_list(opts: GlobalOptions, output: str) -> None:
+    """List tokens: id, group, name, expiry (never the secret)."""
+    body = opts.connection().request("GET", "/v1/tokens")
+    rows = [f"{'ID':16}  {'GROUP':16}  {'EXPIRES':20}  NAME"]
+    rows += [f"{t['id']:16}  {t['group']:16}  {_when(t['expires']):20}  {t['name']}"
+             for t in body["tokens"]]
+    emit(body, output == "json", "\n".join(rows))
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_obj
+def token_revoke(opts: GlobalOptions, token_id: str) -> None:
+    """Revoke the token with id TOKEN_ID (takes effect at once)."""
+    opts.connection().request("DELETE", f"/v1/tokens/{token_id}")
+    click.echo(f"revoked {token_id}", err=True)
+
+
+@cli.group()
+def policy() -> None:
+    """Check and explain ACL policy files."""
+
+
+@policy.command("check", epilog="\b\nExample:\n  vaultkey policy check policies/")
+@click.argument("directory", type=click.Path(file_okay=False))
+def policy_check(directory: str) -> None:
+    """Validate every policy file in DIRECTORY; print each problem as FILE:LINE: MESSAGE."""
+    from vaultkey.errors import PolicyError
+    from vaultkey.policyload import check_policy_dir, load_policy_dir
+
+    problems = check_policy_dir(directory)
+    for problem in problems:
+        click.echo(problem.message, err=True)
+    if problems:
+        raise PolicyError(f"{len(problems)} problem(s) found", source=directory)
+    loaded = load_policy_dir(directory)
+    groups = sorted(loaded.policy_set.groups)
+    click.echo(f"ok: {len(groups)} group(s): {', '.join(groups)}")
+
+
+@policy.command("explain", epilog="\b\nExamples:\n"
+                "  vaultkey policy explain --group payments /payments/ledger/q3 write\n"
+                "  vaultkey policy explain --group web /services/ list")
+@click.option("--group", required=True)
+@click.option("--policies", "directory", default="policies", show_default=True,
+              envvar="VAULTKEY_POLICIES", type=click.Path(file_okay=False))
+@click.argument("path")
+@click.argument("capability", type=click.Choice(["read", "list", "write", "delete", "watch"]))
+def policy_explain(group: str, directory: str, path: str, capability: str) -> None:
+    """Print the decision for GROUP doing CAPABILITY on PATH, and the rule that made it.
+
+    A PATH ending in '/' is a prefix. Exits 0 when allowed, 4 when denied.
+    """
+    from vaultkey.errors import PermissionDenied
+    from vaultkey.paths import validate_key, validate_prefix
+    from vaultkey.policyload import load_policy_dir
+
+    is_prefix = path.endswith("/")
+    target = validate_prefix(path) if is_prefix else validate_key(path)
+    decision = load_policy_dir(directory).policy_set.decide(group, target, capability,
+                                                           is_prefix=is_prefix)
+    click.echo(decision.explain())
+    if not decision.allowed:
+        raise click.exceptions.Exit(PermissionDenied.exit_code)

@@ -1,0 +1,99 @@
+"""``vaultkey serve``: run the TLS proxy. Heavy imports happen inside the command."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from vaultkey._cli.common import cli
+from vaultkey.errors import UsageError
+
+FC = TypeVar("FC", bound=Callable[..., Any])
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--config FILE: the [serve] table supplies defaults; flags and env override it."""
+    if value:
+        try:
+            with open(value, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise click.BadParameter(f"cannot read config {value}: {exc}") from exc
+        table = data.get("serve", {})
+        if not isinstance(table, dict):
+            raise click.BadParameter(f"{value}: [serve] must be a table")
+        known = {p.name for p in ctx.command.params}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise click.BadParameter(f"{value}: unknown keys in [serve]: {', '.join(unknown)}")
+        ctx.default_map = {**(ctx.default_map or {}), **table}
+    return value
+
+
+def _opt(*decls: str, env: str, **kw: Any) -> Callable[[FC], FC]:
+    return click.option(*decls, envvar=env, show_envvar=True, **kw)
+
+
+def _secret_from(file_value: str | None, env_name: str, what: str) -> str | None:
+    if file_value:
+        try:
+            with open(file_value, encoding="utf-8") as fh:
+                return fh.read().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read {what} file {file_value}: {exc.strerror}") from exc
+    return os.environ.get(env_name) or None
+
+
+@cli.command(epilog="""\b
+Examples:
+  vaultkey serve --policies policies/ --etcd https://etcd1:2379,https://etcd2:2379 \\
+      --listen 0.0.0.0:8443 --tls-cert server.pem --tls-key server.key \\
+      --admin-token-file /run/secrets/vaultkey-admin --etcd-cacert etcd-ca.pem
+  vaultkey serve --config /etc/vaultkey/serve.toml     # keys of its [serve] table = flag names
+Reload policies without dropping requests: kill -HUP <pid>""")
+@click.option("--config", callback=_load_config, is_eager=True, expose_value=False,
+              envvar="VAULTKEY_CONFIG", show_envvar=True, metavar="FILE",
+              help="TOML file whose [serve] table sets defaults (e.g. policies = \"...\").")
+@_opt("--policies", env="VAULTKEY_POLICIES", default="policies", show_default=True,
+      help="Directory of policy files.")
+@_opt("--etcd", env="VAULTKEY_ETCD", default="http://127.0.0.1:2379", show_default=True,
+      help="etcd endpoints, comma-separated (failover in order).")
+@_opt("--listen", env="VAULTKEY_LISTEN", default="127.0.0.1:8443", show_default=True)
+@_opt("--tls-cert", env="VAULTKEY_TLS_CERT", help="Server certificate (PEM).")
+@_opt("--tls-key", env="VAULTKEY_TLS_KEY", help="Server private key (PEM).")
+@_opt("--client-ca", env="VAULTKEY_CLIENT_CA", help="Require client certificates from this CA.")
+@_opt("--admin-token-file", env="VAULTKEY_ADMIN_TOKEN_FILE",
+      help="File holding the admin token (or set VAULTKEY_ADMIN_TOKEN).")
+@_opt("--etcd-cacert", env="VAULTKEY_ETCD_CACERT")
+@_opt("--etcd-cert", env="VAULTKEY_ETCD_CERT")
+@_opt("--etcd-key", env="VAULTKEY_ETCD_KEY")
+@_opt("--etcd-user", env="VAULTKEY_ETCD_USER")
+@_opt("--etcd-password-file", env="VAULTKEY_ETCD_PASSWORD_FILE",
+      help="File holding the etcd password (or set VAULTKEY_ETCD_PASSWORD).")
+@_opt("--root", env="VAULTKEY_ROOT", default="/vaultkey", show_default=True,
+      help="etcd key prefix for all vaultkey data.")
+@_opt("--escrow-key", "escrow_keys", env="VAULTKEY_ESCROW_KEYS", multiple=True,
+      help="Recovery public key (file or vkpub1_ text) allowed on every value; repeatable.")
+@_opt("--audit-log", env="VAULTKEY_AUDIT_LOG", help="Append one JSON line per request here.")
+@_opt("--insecure", env="VAULTKEY_INSECURE", is_flag=True,
+      help="Serve plain HTTP (development only; loopback addresses only).")
+def serve(**opts: Any) -> None:
+    """Run the ACL-enforcing TLS proxy in front of etcd."""
+    from vaultkey.proxy.config import ProxyConfig
+    from vaultkey.proxy.server import serve as run
+
+    admin = _secret_from(opts.pop("admin_token_file"), "VAULTKEY_ADMIN_TOKEN", "admin token")
+    if not admin:
+        raise UsageError("no admin token",
+                         hint="pass --admin-token-file FILE or set VAULTKEY_ADMIN_TOKEN")
+    password = _secret_from(opts.pop("etcd_password_file"), "VAULTKEY_ETCD_PASSWORD",
+                            "etcd password")
+    etcd = opts.pop("etcd")
+    endpoints = etcd if isinstance(etcd, list) else [e for e in etcd.split(",") if e.strip()]
+    escrow = list(opts.pop("escrow_keys") or [])
+    run(ProxyConfig(etcd=endpoints, admin_token=admin, etcd_password=password,
+                    escrow_keys=escrow, **opts))

@@ -1,0 +1,170 @@
+"""``create_app()``: the proxy's FastAPI application.
+
+Settings are passed in, never read at import time::
+
+    from vaultkey.proxy.app import create_app
+    app = create_app(ProxyConfig(...))     # then: uvicorn with TLS (see server.py)
+
+Errors are mapped to HTTP at this one boundary (``_STATUS``); nothing a
+client sends produces a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vaultkey._version import __version__
+from vaultkey.errors import (
+    Conflict,
+    MalformedEnvelope,
+    NotFound,
+    PermissionDenied,
+    PolicyError,
+    StoreError,
+    Unauthenticated,
+    Unavailable,
+    UsageError,
+    ValueTooLarge,
+    VaultkeyError,
+)
+from vaultkey.proxy.config import ProxyConfig
+from vaultkey.proxy.routes import kv, sys, tokens
+from vaultkey.proxy.state import ProxyState
+
+log = logging.getLogger(__name__)
+audit_log = logging.getLogger("vaultkey.audit")
+
+# Most specific first: the first matching class decides the status.
+_STATUS: list[tuple[type[VaultkeyError], int, str]] = [
+    (ValueTooLarge, 413, "value_too_large"),
+    (UsageError, 422, "invalid_request"),
+    (MalformedEnvelope, 422, "invalid_envelope"),
+    (Unauthenticated, 401, "unauthenticated"),
+    (PermissionDenied, 403, "permission_denied"),
+    (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
+    (Unavailable, 503, "unavailable"),
+    (StoreError, 502, "store_error"),
+    (PolicyError, 500, "policy_error"),
+]
+
+
+def error_response(exc: VaultkeyError) -> JSONResponse:
+    status, code = 500, "internal"
+    for cls, st, name in _STATUS:
+        if isinstance(exc, cls):
+            status, code = st, name
+            break
+    headers = {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="vaultkey"'
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after or 1)))
+    body = {"error": {"code": code, "message": exc.message, "hint": exc.hint}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class AuditMiddleware:
+    """Pure ASGI: one JSON audit line and metrics per /v1 request. Never logs a value or token."""
+
+    def __init__(self, app: ASGIApp, state: ProxyState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record: dict[str, Any] = scope.setdefault("vaultkey.audit", {})
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            op = record.get("op", "other")
+            self.state.metrics.requests.labels(op=op, status=str(status[0])).inc()
+            self.state.metrics.latency.labels(op=op).observe(elapsed)
+            if status[0] == 503:
+                self.state.metrics.etcd_unavailable.inc()
+            if scope["path"].startswith("/v1/"):
+                self._write(scope, record, status[0], elapsed)
+
+    @staticmethod
+    def _write(scope: Scope, record: dict[str, Any], status: int, elapsed: float) -> None:
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "token_id": record.get("token_id"),
+            "group": record.get("group"),
+            "op": record.get("op", f"{scope['method']} {scope['path'][:64]}"),
+            "path": record.get("path"),
+            "decision": record.get("decision"),
+            "status": status,
+            "revision": record.get("revision"),
+            "ms": round(elapsed * 1000, 3),
+        }
+        audit_log.info(json.dumps(line, ensure_ascii=False))
+
+
+def _install_sighup(state: ProxyState) -> None:
+    try:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: loop.run_in_executor(None, state.reload_policies)
+        )
+    except (NotImplementedError, RuntimeError, ValueError):
+        log.warning("SIGHUP policy reload is not available in this process")
+
+
+def create_app(config: ProxyConfig, *, state: ProxyState | None = None) -> FastAPI:
+    state = state or ProxyState(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        _install_sighup(state)
+        yield
+        state.close()
+
+    app = FastAPI(title="vaultkey proxy", version=__version__, lifespan=lifespan,
+                  description="Ciphertext-only, ACL-enforcing proxy in front of etcd.")
+    app.state.vaultkey = state
+    app.include_router(kv.router)
+    app.include_router(sys.router)
+    app.include_router(tokens.router)
+
+    @app.exception_handler(VaultkeyError)
+    async def _vaultkey_error(_request: Request, exc: VaultkeyError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": {"code": code, "message": str(exc.detail), "hint": None}},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return error_response(UsageError(msgs))
+
+    app.add_middleware(AuditMiddleware, state=state)
+    return app

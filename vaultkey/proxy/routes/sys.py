@@ -1,0 +1,60 @@
+"""Health, readiness, metrics, whoami and recipients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from starlette.concurrency import run_in_threadpool
+
+from vaultkey.acl import Capability
+from vaultkey.errors import PermissionDenied
+from vaultkey.paths import validate_key
+from vaultkey.proxy.deps import AuditDep, CallerDep, GroupCaller, StateDep, raw_path_guard
+
+router = APIRouter(tags=["sys"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: etcd answers")
+async def readyz(state: StateDep) -> dict[str, Any]:
+    revision = await run_in_threadpool(state.kv.ping)
+    return {"status": "ok", "etcd_revision": revision}
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(state: StateDep) -> Response:
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/v1/whoami", summary="Who this token is")
+async def whoami(caller: CallerDep, audit: AuditDep) -> dict[str, Any]:
+    audit.update(op="whoami", decision="allow")
+    return {"kind": caller.kind, "token_id": caller.token_id, "group": caller.group,
+            "name": caller.name, "expires": caller.expires}
+
+
+@router.get("/v1/recipients/{path:anypath}", summary="Groups that may read a path, and their keys",
+            dependencies=[Depends(raw_path_guard)])
+async def recipients(path: str, caller: GroupCaller, state: StateDep,
+                     audit: AuditDep) -> dict[str, Any]:
+    key = validate_key("/" + path)
+    audit.update(op="recipients", path=key)
+    policies = state.policies
+    group = caller.group or ""
+    acl = policies.policy_set
+    if not (acl.allowed(group, key, Capability.WRITE) or acl.allowed(group, key, Capability.READ)):
+        audit["decision"] = "deny"
+        raise PermissionDenied(f"group {group!r} may neither read nor write {key}")
+    audit["decision"] = "allow"
+    groups = [
+        {"group": g, "recipients": [{"key_id": k.key_id, "public_key": k.to_text()}
+                                    for k in policies.recipients_for(g)]}
+        for g in acl.readers(key)
+    ]
+    escrow = [{"key_id": k.key_id, "public_key": k.to_text()} for k in state.escrow]
+    return {"path": key, "groups": groups, "escrow": escrow}

@@ -1,0 +1,61 @@
+"""Run the proxy under uvicorn: TLS (optionally mutual), logging, audit log file.
+
+Plain HTTP is refused unless ``insecure`` is set *and* the listen address is
+loopback (checked by :meth:`ProxyConfig.check`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import logging.handlers
+import queue
+import ssl
+
+from vaultkey.proxy.config import ProxyConfig, split_listen
+
+
+def configure_logging(config: ProxyConfig, level: int = logging.INFO) -> None:
+    """Server logs to stderr; audit lines to their own file through a queue.
+
+    Why a queue: a slow or stuck audit disk must not stall request handling;
+    the listener thread writes lines in order.
+    """
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    audit = logging.getLogger("vaultkey.audit")
+    audit.propagate = False
+    audit.setLevel(logging.INFO)
+    if config.audit_log:
+        q: queue.Queue[logging.LogRecord] = queue.Queue(-1)
+        file_handler = logging.FileHandler(config.audit_log, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(message)s"))
+        listener = logging.handlers.QueueListener(q, file_handler)
+        listener.start()
+        atexit.register(listener.stop)
+        audit.addHandler(logging.handlers.QueueHandler(q))
+    else:
+        audit.addHandler(logging.NullHandler())
+
+
+def serve(config: ProxyConfig) -> None:
+    """Validate the config, build the app and serve until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from vaultkey.proxy.app import create_app
+
+    config.check()
+    configure_logging(config)
+    host, port = split_listen(config.listen)
+    app = create_app(config)
+    log = logging.getLogger("vaultkey.proxy")
+    scheme = "https" if config.tls_cert else "http (INSECURE, loopback only)"
+    log.info("vaultkey proxy listening on %s://%s:%d, etcd %s", scheme.split(maxsplit=1)[0], host, port,
+             ",".join(config.etcd))
+    uv_config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, server_header=False,
+        proxy_headers=False, ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
+        ssl_ca_certs=config.client_ca,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if config.client_ca else ssl.CERT_NONE,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(uv_config).run()

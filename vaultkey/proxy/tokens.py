@@ -1,0 +1,151 @@
+"""Proxy tokens: creation, hashed storage in etcd, constant-time verification.
+
+A token looks like ``vkt_<16 hex id>.<43 base64url chars>`` (256 random
+bits). Only ``SHA-256("vaultkey token v1" || 0x00 || token)`` is stored, under
+``<root>/sys/tokens/<id>`` where the KV API can never reach, so every proxy
+replica sees the same tokens::
+
+    >>> token, _id = new_token()
+    >>> token.startswith("vkt_") and len(token) == 64
+    True
+    >>> parse_token_id(token) == _id
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+
+from vaultkey.errors import NotFound, Unauthenticated, UsageError
+from vaultkey.store import EtcdStore
+
+TOKEN_PREFIX = "vkt_"  # noqa: S105 - a public prefix, not a secret
+_TOKEN_RE = re.compile(r"^vkt_([0-9a-f]{16})\.[A-Za-z0-9_-]{43}$")
+_HASH_LABEL = b"vaultkey token v1\x00"
+# Why a short cache: a revocation through this replica drops the entry at once;
+# other replicas see it within CACHE_SECONDS because they re-read etcd.
+CACHE_SECONDS = 1.0
+_TTL_RE = re.compile(r"^(\d+)([smhd]?)$")
+_TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DUMMY_HASH = "0" * 64
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(_HASH_LABEL + token.encode("utf-8", "replace")).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    token_id = secrets.token_hex(8)
+    return f"{TOKEN_PREFIX}{token_id}.{secrets.token_urlsafe(32)}", token_id
+
+
+def parse_token_id(token: str) -> str | None:
+    match = _TOKEN_RE.match(token)
+    return match.group(1) if match else None
+
+
+def parse_ttl(text: str) -> int:
+    """``90``, ``90s``, ``30m``, ``24h`` or ``7d`` -> seconds (> 0)."""
+    match = _TTL_RE.match(text.strip().lower())
+    if not match or int(match.group(1)) <= 0:
+        raise UsageError(f"bad TTL {text!r}: use e.g. 3600, 30m, 24h or 7d")
+    return int(match.group(1)) * _TTL_UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """What is stored for one token. ``hash`` is never returned by the API."""
+
+    id: str
+    group: str
+    name: str
+    created: float
+    expires: float | None
+    hash: str
+
+    def public(self) -> dict[str, object]:
+        data = asdict(self)
+        del data["hash"]
+        return data
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request: an admin, or a token of one group."""
+
+    kind: str  # "admin" | "group"
+    token_id: str
+    group: str | None = None
+    name: str = ""
+    expires: float | None = None
+
+
+class TokenRegistry:
+    """Group tokens kept in etcd (as hashes), plus the configured admin token."""
+
+    def __init__(self, store: EtcdStore, admin_token: str) -> None:
+        self._store = store
+        self._admin_hash = hash_token(admin_token)
+        self._admin_id = "admin-" + self._admin_hash[:8]
+        self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
+
+    def create(
+        self, group: str, *, name: str = "", ttl: int | None = None
+    ) -> tuple[str, TokenRecord]:
+        token, token_id = new_token()
+        now = time.time()
+        record = TokenRecord(token_id, group, name, now, now + ttl if ttl else None,
+                             hash_token(token))
+        self._store.put(f"/tokens/{token_id}", json.dumps(asdict(record)).encode(),
+                        create_only=True)
+        return token, record
+
+    def list(self) -> list[TokenRecord]:
+        entries, _ = self._store.range("/tokens/")
+        return [TokenRecord(**json.loads(e.value)) for e in entries]
+
+    def revoke(self, token_id: str) -> None:
+        if not re.fullmatch(r"[0-9a-f]{16}", token_id) or not self._store.delete(
+            f"/tokens/{token_id}"
+        ):
+            raise NotFound(f"no token with id {token_id!r}")
+        self._cache.pop(token_id, None)
+
+    def _record(self, token_id: str) -> TokenRecord | None:
+        now = time.monotonic()
+        hit = self._cache.get(token_id)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        entry = self._store.get(f"/tokens/{token_id}")
+        record = TokenRecord(**json.loads(entry.value)) if entry else None
+        if record is not None:
+            self._cache[token_id] = (now, record)
+        else:
+            self._cache.pop(token_id, None)
+        return record
+
+    def authenticate(self, token: str | None) -> Caller:
+        """Map a presented token to a Caller or raise Unauthenticated. Blocking (etcd)."""
+        if not token:
+            raise Unauthenticated("missing token", hint="send 'Authorization: Bearer <token>'")
+        presented = hash_token(token)
+        # Constant-time comparisons only; a token is never compared as plain text.
+        if hmac.compare_digest(presented, self._admin_hash):
+            return Caller("admin", self._admin_id)
+        token_id = parse_token_id(token)
+        record = self._record(token_id) if token_id else None
+        stored = record.hash if record else _DUMMY_HASH
+        if not hmac.compare_digest(presented, stored) or record is None:
+            raise Unauthenticated("invalid or revoked token")
+        if record.expired(time.time()):
+            raise Unauthenticated("token expired", hint="ask an admin for a new token")
+        return Caller("group", record.id, record.group, record.name, record.expires)
