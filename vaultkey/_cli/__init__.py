@@ -27,8 +27,8 @@ from vaultkey._cli import serve as _serve  # noqa: F401  isort: skip
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit per error kind
     """Run the CLI; expected failures become one line on stderr and an exit code."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False,
-                 prog_name="vaultkey")
+        result = cli.main(args=list(argv) if argv is not None else None,
+                          standalone_mode=False, prog_name="vaultkey")
     except VaultkeyError as exc:
         click.echo(f"vaultkey: error: {exc.diagnostics()}", err=True)
         return exc.exit_code
@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         return 130
     except BrokenPipeError:
         return 141
-    return 0
+    # click returns a command's requested exit code (ctx.exit(N)) in non-standalone mode
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -48,9 +48,9 @@ def serve(config: ProxyConfig) -> None:
     host, port = split_listen(config.listen)
     app = create_app(config)
     log = logging.getLogger("vaultkey.proxy")
-    scheme = "https" if config.tls_cert else "http (INSECURE, loopback only)"
-    log.info("vaultkey proxy listening on %s://%s:%d, etcd %s", scheme.split(maxsplit=1)[0], host, port,
-             ",".join(config.etcd))
+    scheme = "https" if config.tls_cert else "http"
+    log.info("vaultkey proxy listening on %s://%s:%d, etcd %s%s", scheme, host, port,
+             ",".join(config.etcd), "" if config.tls_cert else " (INSECURE: plain HTTP)")
     uv_config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, server_header=False,
         proxy_headers=False, ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,

@@ -1,0 +1,122 @@
+"""Tokens: hashed at rest, revocation and expiry, admin/group separation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+from vaultkey.proxy.tokens import hash_token
+from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
+
+
+def _sys_records(proxy) -> list[bytes]:
+    conn = EtcdConnection(EtcdSettings(endpoints=[proxy.etcd_url]))
+    try:
+        entries, _ = EtcdStore(conn, proxy.root + "/sys").range("/tokens/")
+        return [e.value for e in entries]
+    finally:
+        conn.close()
+
+
+def test_tokens_are_stored_only_as_hashes(proxy):
+    token = proxy.create_token("alpha", name="hash-check")
+    records = _sys_records(proxy)
+    blob = b"\n".join(records)
+    assert token.encode() not in blob
+    assert token.split(".")[1].encode() not in blob
+    hashes = {json.loads(r)["hash"] for r in records}
+    assert hash_token(token) in hashes
+
+
+def test_kv_api_cannot_reach_the_token_records(proxy):
+    with proxy.client(proxy.tokens["alpha"]) as c:
+        for path in ["/v1/kv/../sys/tokens/", "/v1/kv/sys/tokens/"]:
+            r = c.get(path, params={"list": "true"})
+            assert r.status_code in (403, 404, 422)
+            assert "hash" not in r.text
+
+
+def test_token_create_returns_the_token_once_and_list_hides_it(proxy):
+    with proxy.client(proxy.admin_token) as c:
+        created = c.post("/v1/tokens", json={"group": "beta", "name": "listing"}).json()
+        listed = c.get("/v1/tokens").json()["tokens"]
+    assert created["token"].startswith("vkt_")
+    assert any(t["id"] == created["id"] and t["group"] == "beta" for t in listed)
+    assert created["token"] not in json.dumps(listed)
+    assert all("hash" not in t for t in listed)
+
+
+def test_revoked_token_gets_401_at_once(proxy):
+    token = proxy.create_token("alpha", name="to-revoke")
+    with proxy.client(token) as c:
+        assert c.get("/v1/whoami").status_code == 200
+        token_id = c.get("/v1/whoami").json()["token_id"]
+    with proxy.client(proxy.admin_token) as admin:
+        assert admin.delete(f"/v1/tokens/{token_id}").status_code == 200
+        assert admin.delete(f"/v1/tokens/{token_id}").status_code == 404
+    with proxy.client(token) as c:
+        r = c.get("/v1/whoami")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_expired_token_gets_401(proxy):
+    token = proxy.create_token("alpha", ttl="1s")
+    with proxy.client(token) as c:
+        assert c.get("/v1/whoami").status_code == 200
+        time.sleep(1.2)
+        r = c.get("/v1/whoami")
+    assert r.status_code == 401
+    assert "expired" in r.json()["error"]["message"]
+
+
+def test_bad_and_missing_tokens_get_401(proxy):
+    good = proxy.tokens["alpha"]
+    forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    for token in [None, "", "nonsense", forged, "vkt_0000000000000000." + "A" * 43]:
+        with proxy.client(token) as c:
+            assert c.get("/v1/kv/alpha/x").status_code == 401, token
+
+
+def test_admin_api_refuses_group_tokens(proxy):
+    with proxy.client(proxy.tokens["alpha"]) as c:
+        assert c.post("/v1/tokens", json={"group": "alpha"}).status_code == 403
+        assert c.get("/v1/tokens").status_code == 403
+        assert c.delete("/v1/tokens/0123456789abcdef").status_code == 403
+
+
+def test_admin_token_has_no_kv_access(proxy):
+    with proxy.client(proxy.admin_token) as c:
+        assert c.get("/v1/kv/alpha/x").status_code == 403
+
+
+def test_token_for_unknown_group_or_bad_ttl_is_422(proxy):
+    with proxy.client(proxy.admin_token) as c:
+        assert c.post("/v1/tokens", json={"group": "nobody"}).status_code == 422
+        assert c.post("/v1/tokens", json={"group": "alpha", "ttl": "soon"}).status_code == 422
+        assert c.post("/v1/tokens", content=b"{not json").status_code == 422
+
+
+def _cli(proxy, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {"VAULTKEY_ADDR": proxy.addr, "VAULTKEY_CACERT": str(proxy.ca_path),
+           "VAULTKEY_TOKEN": token or proxy.admin_token, "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "vaultkey", *args], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+
+
+def test_token_cli_create_list_revoke(proxy):
+    created = _cli(proxy, "token", "create", "--group", "beta", "--ttl", "1h", "--name", "cli")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("vkt_") and "\n" not in token  # only the token on stdout
+    listed = _cli(proxy, "token", "list")
+    assert listed.returncode == 0 and "cli" in listed.stdout and token not in listed.stdout
+    token_id = token[4:20]
+    assert token_id in listed.stdout
+    assert _cli(proxy, "token", "revoke", token_id).returncode == 0
+    denied = _cli(proxy, "token", "list", token=token)
+    assert denied.returncode == 5, denied.stderr
+    assert "invalid or revoked token" in denied.stderr
+    assert "Traceback" not in denied.stderr

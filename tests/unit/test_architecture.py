@@ -1,0 +1,51 @@
+"""Dependency rules that keep private keys out of the proxy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PROBE = """
+import json, sys
+import vaultkey.proxy.app, vaultkey.proxy.server, vaultkey.proxy.checks
+from vaultkey.proxy.app import create_app
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_proxy_app_imports_no_private_key_code():
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    modules = set(json.loads(out))
+    assert "vaultkey.proxy.app" in modules
+    assert "vaultkey.crypto" not in modules
+    assert not {m for m in modules if m == "nacl" or m.startswith("nacl.")}
+    assert "vaultkey.client" not in modules
+
+
+def test_cli_start_does_not_import_heavy_modules():
+    probe = ("import sys, json; from vaultkey._cli import main; "
+             "print(json.dumps(sorted(sys.modules)))")
+    modules = set(json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                            text=True, check=True, timeout=60).stdout))
+    for heavy in ("fastapi", "uvicorn", "httpx", "grpc", "etcd3", "nacl"):
+        assert heavy not in modules, heavy
+
+
+def test_pure_modules_do_no_io():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "vaultkey"
+    for name in ("envelope.py", "acl.py", "paths.py", "errors.py", "proxy/checks.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                    for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                     if isinstance(n, ast.ImportFrom) and n.module}
+        assert not imported & {"os", "pathlib", "socket", "subprocess", "httpx", "etcd3",
+                               "grpc", "io", "shutil"}, name
+        calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
+                 and isinstance(n.func, ast.Name)}
+        assert "open" not in calls, name
