@@ -18,9 +18,11 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -58,65 +60,97 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class EtcdTLS:
+    """Serve etcd's client port over TLS; with ``client_cert_auth``, require client certs."""
+
+    cert: str
+    key: str
+    ca: str
+    client_cert_auth: bool = False
+    client_cert: str | None = None  # used only by the readiness probe
+    client_key: str | None = None
+
+
 class EtcdProcess:
     """A running etcd child process listening on loopback."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], data_dir: Path, client_port: int,
-                 peer_port: int, log_path: Path) -> None:
-        self.proc = proc
-        self.binary = str(proc.args[0])  # type: ignore[index]
+    def __init__(self, args: list[str], data_dir: Path, client_port: int, peer_port: int,
+                 tls: EtcdTLS | None) -> None:
+        self.args = args
         self.data_dir = data_dir
         self.client_port = client_port
         self.peer_port = peer_port
-        self.log_path = log_path
+        self.tls = tls
+        self.log_path = data_dir / "etcd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @classmethod
     def start(cls, data_dir: str | os.PathLike[str], *, binary: str | None = None,
               client_port: int | None = None, peer_port: int | None = None,
-              timeout: float = 20.0) -> EtcdProcess:
+              tls: EtcdTLS | None = None, timeout: float = 20.0) -> EtcdProcess:
         """Start etcd with its data in *data_dir*; wait until it serves requests."""
         data = Path(data_dir)
         data.mkdir(parents=True, exist_ok=True)
         cport = client_port or free_port()
         pport = peer_port or free_port()
-        log_path = data / "etcd.log"
+        client_url = f"{'https' if tls else 'http'}://127.0.0.1:{cport}"
         args = [
             binary or find_etcd(),
             "--name", "vaultkey-local",
             "--data-dir", str(data / "etcd-data"),
-            "--listen-client-urls", f"http://127.0.0.1:{cport}",
-            "--advertise-client-urls", f"http://127.0.0.1:{cport}",
+            "--listen-client-urls", client_url,
+            "--advertise-client-urls", client_url,
             "--listen-peer-urls", f"http://127.0.0.1:{pport}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
             "--initial-cluster", f"vaultkey-local=http://127.0.0.1:{pport}",
             "--log-outputs", "stderr",
             "--logger", "zap",
         ]
-        with open(log_path, "ab") as log_fh:
-            proc = subprocess.Popen(
-                args, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        etcd = cls(proc, data, cport, pport, log_path)
-        try:
-            etcd.wait_ready(timeout)
-        except BaseException:
-            etcd.stop()
-            raise
+        if tls:
+            args += ["--cert-file", tls.cert, "--key-file", tls.key]
+            if tls.client_cert_auth:
+                # etcd requires a client certificate whenever a trusted CA is set.
+                args += ["--trusted-ca-file", tls.ca, "--client-cert-auth"]
+        etcd = cls(args, data, cport, pport, tls)
+        etcd._spawn(timeout)
         return etcd
 
+    def _spawn(self, timeout: float) -> None:
+        with open(self.log_path, "ab") as log_fh:
+            self.proc = subprocess.Popen(
+                self.args, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=self.tls.ca)
+        if self.tls.client_cert and self.tls.client_key:
+            ctx.load_cert_chain(self.tls.client_cert, self.tls.client_key)
+        return ctx
+
     def wait_ready(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
+        ctx = self._ssl_context()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-2000:]
                 raise Unavailable(f"etcd exited with status {self.proc.returncode}:\n{tail}")
             with contextlib.suppress(OSError), urllib.request.urlopen(  # noqa: S310
-                f"{self.url}/health", timeout=1
+                f"{self.url}/health", timeout=1, context=ctx
             ) as resp:
                 if b'"health":"true"' in resp.read():
                     return
@@ -126,7 +160,7 @@ class EtcdProcess:
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout)
@@ -135,12 +169,9 @@ class EtcdProcess:
                 self.proc.wait()
 
     def restart(self, timeout: float = 20.0) -> None:
-        """Start etcd again on the same ports and data directory."""
+        """Start etcd again with the same ports, flags and data directory."""
         self.stop()
-        fresh = EtcdProcess.start(self.data_dir, binary=self.binary,
-                                  client_port=self.client_port, peer_port=self.peer_port,
-                                  timeout=timeout)
-        self.proc = fresh.proc
+        self._spawn(timeout)
 
     def __enter__(self) -> EtcdProcess:
         return self

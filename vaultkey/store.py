@@ -111,6 +111,13 @@ class EtcdConnection:
             raise UsageError("at least one etcd endpoint is needed")
         self.settings = settings
         self._endpoints = [parse_endpoint(u) for u in settings.endpoints]
+        if (settings.user or settings.password) and not all(tls for *_, tls in self._endpoints):
+            # Why: the password and etcd's auth token would cross the network in clear text
+            # (and gRPC refuses call credentials on plain channels anyway).
+            raise UsageError("etcd user/password needs https:// endpoints",
+                             hint="serve etcd with TLS and pass --etcd-cacert")
+        if bool(settings.user) != bool(settings.password):
+            raise UsageError("etcd user and password go together")
         self._lock = threading.Lock()
         self._client: Any = None
 
@@ -155,14 +162,27 @@ class EtcdConnection:
             old.close()
 
     def call(self, fn: Callable[[Any], T]) -> T:
-        """Run *fn(client)*, mapping errors; re-authenticate once if etcd says so."""
-        try:
-            return _mapped(lambda: fn(self.client()))
-        except StoreError as exc:
-            if "auth token" not in exc.message:
-                raise
-            self.reset()
-            return _mapped(lambda: fn(self.client()))
+        """Run *fn(client)*, mapping errors.
+
+        With several endpoints, a connection failure marks the endpoint failed
+        and the call is retried on the next one (at most once per endpoint).
+        An expired etcd auth token is renewed by reconnecting once.
+        """
+        attempts = len(self._endpoints)
+        reauthenticated = False
+        while True:
+            try:
+                return _mapped(lambda: fn(self.client()))
+            except Unavailable:
+                attempts -= 1
+                if attempts <= 0:
+                    raise
+                log.warning("etcd endpoint failed; trying the next one")
+            except StoreError as exc:
+                if "auth token" not in exc.message or reauthenticated:
+                    raise
+                reauthenticated = True
+                self.reset()
 
     def close(self) -> None:
         self.reset()
