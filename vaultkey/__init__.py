@@ -29,6 +29,7 @@ from vaultkey.errors import (
     StoreError,
     Unauthenticated,
     Unavailable,
+    UntrustedRecipient,
     UsageError,
     ValueTooLarge,
     VaultkeyError,
@@ -36,9 +37,19 @@ from vaultkey.errors import (
 from vaultkey.keys import PublicKey
 
 if TYPE_CHECKING:
+    from vaultkey.client import AsyncClient, Client, Item
     from vaultkey.crypto import SecretKey, decrypt, encrypt
+    from vaultkey.trust import TrustStore
 
-_LAZY = {"SecretKey": "vaultkey.crypto", "encrypt": "vaultkey.crypto", "decrypt": "vaultkey.crypto"}
+_LAZY = {
+    "SecretKey": "vaultkey.crypto",
+    "encrypt": "vaultkey.crypto",
+    "decrypt": "vaultkey.crypto",
+    "Client": "vaultkey.client",
+    "AsyncClient": "vaultkey.client",
+    "Item": "vaultkey.client",
+    "TrustStore": "vaultkey.trust",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -51,9 +62,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AsyncClient",
+    "Client",
     "Conflict",
     "DecryptionError",
     "InvalidPath",
+    "Item",
     "KeyFileError",
     "MalformedEnvelope",
     "NotFound",
@@ -62,8 +76,10 @@ __all__ = [
     "PublicKey",
     "SecretKey",
     "StoreError",
+    "TrustStore",
     "Unauthenticated",
     "Unavailable",
+    "UntrustedRecipient",
     "UsageError",
     "ValueTooLarge",
     "VaultkeyError",

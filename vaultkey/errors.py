@@ -12,6 +12,7 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     ├── KeyFileError                 key file unreadable, too open, corrupted (exit 66)
     ├── MalformedEnvelope            bytes are not a well-formed v1 envelope
     ├── DecryptionError              the one error for every failed decryption (exit 7)
+    ├── UntrustedRecipient           the proxy named a key not in the trust store (exit 9)
     ├── PolicyError                  a policy file is invalid; carries file and line
     ├── NotFound                     no such key (exit 3)
     ├── PermissionDenied             the ACL says no (exit 4)
@@ -77,6 +78,12 @@ class DecryptionError(VaultkeyError):
     """Decryption failed. The message never says anything about the plaintext."""
 
     exit_code = 7
+
+
+class UntrustedRecipient(VaultkeyError):
+    """A recipient key offered by the proxy is not in the client's trust store."""
+
+    exit_code = 9
 
 
 class PolicyError(VaultkeyError):
@@ -150,6 +157,7 @@ __all__ = [
     "StoreError",
     "Unauthenticated",
     "Unavailable",
+    "UntrustedRecipient",
     "UsageError",
     "ValueTooLarge",
     "VaultkeyError",

@@ -83,6 +83,29 @@ class Proxy:
     etcd_url: str
     keys: dict[str, SecretKey] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    workdir: Path = field(default=Path("."))
+
+    def key_path(self, group: str) -> Path:
+        return self.workdir / f"{group}.key"
+
+    def trust_dir(self) -> Path:
+        """A trust store holding every group's public key (as a careful operator sets up)."""
+        trust = self.workdir / "trust"
+        if not trust.exists():
+            trust.mkdir()
+            for pub in self.policy_dir.glob("*.pub"):
+                shutil.copy(pub, trust / pub.name)
+        return trust
+
+    def env(self, group: str, **extra: str) -> dict[str, str]:
+        """Environment for the CLI acting as *group* (no inherited VAULTKEY_* settings)."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("VAULTKEY_")}
+        base.update(VAULTKEY_ADDR=self.addr, VAULTKEY_CACERT=str(self.ca_path),
+                    VAULTKEY_TOKEN=self.tokens[group], VAULTKEY_KEY=str(self.key_path(group)),
+                    VAULTKEY_TRUST=str(self.trust_dir()),
+                    VAULTKEY_CONFIG=str(self.workdir / "no-such-config.toml"))
+        base.update(extra)
+        return base
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -178,7 +201,7 @@ def proxy_factory(tmp_path_factory, tls_ca, etcd_server) -> Iterator[Callable[..
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         proxy = Proxy(f"https://127.0.0.1:{port}", ca_path, admin, pol, root, proc, log_path,
-                      audit_path, url, keys)
+                      audit_path, url, keys, workdir=d)
         started.append(proxy)
         wait_healthy(proxy)
         return proxy

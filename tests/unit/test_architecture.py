@@ -49,3 +49,24 @@ def test_pure_modules_do_no_io():
         calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
                  and isinstance(n.func, ast.Name)}
         assert "open" not in calls, name
+
+
+def test_public_api_all_matches_what_is_importable():
+    import vaultkey
+
+    for name in vaultkey.__all__:
+        assert getattr(vaultkey, name) is not None, name
+    public = {n for n in dir(vaultkey) if not n.startswith("_")} | set(vaultkey._LAZY)
+    exported_modules = {"errors", "keys", "crypto", "client", "trust", "envelope", "paths",
+                        "config", "store", "acl", "policyload", "proxy"}
+    assert public - set(vaultkey.__all__) - exported_modules - {"TYPE_CHECKING", "Any",
+                                                                "annotations"} == set()
+
+
+def test_sdk_never_imports_the_proxy():
+    probe = ("import sys, json, vaultkey; from vaultkey.client import Client, AsyncClient; "
+             "print(json.dumps(sorted(sys.modules)))")
+    modules = set(json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                            text=True, check=True, timeout=60).stdout))
+    assert not {m for m in modules if m.startswith("vaultkey.proxy")}
+    assert "fastapi" not in modules and "uvicorn" not in modules

@@ -20,7 +20,9 @@ from vaultkey.errors import VaultkeyError
 
 # Registering commands: each module adds its commands to `cli` when imported.
 from vaultkey._cli import admin as _admin  # noqa: F401  isort: skip
+from vaultkey._cli import dev as _dev  # noqa: F401  isort: skip
 from vaultkey._cli import keys as _keys  # noqa: F401  isort: skip
+from vaultkey._cli import kv as _kv  # noqa: F401  isort: skip
 from vaultkey._cli import serve as _serve  # noqa: F401  isort: skip
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import click
 
-from vaultkey._cli.common import GlobalOptions, cli, emit
-
-OUTPUT = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
-                      show_default=True, help="Output format.")
+from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit
 
 
 @cli.group()
@@ -26,8 +24,9 @@ def token() -> None:
 @click.pass_obj
 def token_create(opts: GlobalOptions, group: str, ttl: str | None, name: str, output: str) -> None:
     """Create a token for GROUP. Prints only the token (shown once)."""
-    conn = opts.connection()
-    body = conn.request("POST", "/v1/tokens", json={"group": group, "ttl": ttl, "name": name})
+    with opts.client() as client:
+        body = client.request("POST", "/v1/tokens",
+                              json={"group": group, "ttl": ttl, "name": name})
     emit(body, output == "json", body["token"])
 
 
@@ -40,7 +39,8 @@ def _when(ts: float | None) -> str:
 @click.pass_obj
 def token_list(opts: GlobalOptions, output: str) -> None:
     """List tokens: id, group, name, expiry (never the secret)."""
-    body = opts.connection().request("GET", "/v1/tokens")
+    with opts.client() as client:
+        body = client.request("GET", "/v1/tokens")
     rows = [f"{'ID':16}  {'GROUP':16}  {'EXPIRES':20}  NAME"]
     rows += [f"{t['id']:16}  {t['group']:16}  {_when(t['expires']):20}  {t['name']}"
              for t in body["tokens"]]
@@ -52,7 +52,8 @@ def token_list(opts: GlobalOptions, output: str) -> None:
 @click.pass_obj
 def token_revoke(opts: GlobalOptions, token_id: str) -> None:
     """Revoke the token with id TOKEN_ID (takes effect at once)."""
-    opts.connection().request("DELETE", f"/v1/tokens/{token_id}")
+    with opts.client() as client:
+        client.request("DELETE", "/v1/tokens/" + quote(token_id, safe=""))
     click.echo(f"revoked {token_id}", err=True)
 
 

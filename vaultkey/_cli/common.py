@@ -11,16 +11,17 @@ import click
 from vaultkey._version import __version__
 
 if TYPE_CHECKING:
-    from vaultkey._http import Connection
+    from vaultkey.client import Client
 
 EXIT_CODES_HELP = """\b
 Exit codes:
   0   success                  6   conflict (compare-and-swap lost)
   1   unexpected error         7   decryption failed
-  3   not found                8   server or etcd unavailable
-  4   permission denied        64  usage error
-  5   not authenticated        65  malformed envelope, 66 key file problem
-                               78  invalid policy files"""
+  3   not found                8   proxy or etcd unavailable
+  4   permission denied        9   recipient key not in the trust store
+  5   not authenticated        64  usage error
+  65  malformed envelope       66  key file problem
+  78  invalid policy files    130  interrupted"""
 
 
 @dataclass
@@ -29,32 +30,51 @@ class GlobalOptions:
     token: str | None
     token_file: str | None
     cacert: str | None
+    key: str | None
+    trust: str | None
+    profile: str | None
+    config: str | None
 
-    def connection(self) -> Connection:
-        from vaultkey._http import Connection, ConnectionSettings, read_token_file
+    def client(self) -> Client:
+        from vaultkey.client import Client
+        from vaultkey.config import resolve
 
-        token = self.token
-        if not token and self.token_file:
-            token = read_token_file(self.token_file)
-        return Connection(ConnectionSettings.from_env(addr=self.addr, token=token,
-                                                      cacert=self.cacert))
+        explicit = {"addr": self.addr, "token": self.token, "token_file": self.token_file,
+                    "cacert": self.cacert, "key": self.key, "trust": self.trust}
+        return Client(settings=resolve(explicit, profile=self.profile, config_path=self.config))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, "--version", "-V", prog_name="vaultkey")
-@click.option("--addr", envvar="VAULTKEY_ADDR", metavar="URL",
+@click.option("--addr", metavar="URL",
               help="Proxy address [env VAULTKEY_ADDR; default https://127.0.0.1:8443].")
-@click.option("--token", envvar="VAULTKEY_TOKEN", metavar="TOKEN",
+@click.option("--token", metavar="TOKEN",
               help="Token [env VAULTKEY_TOKEN]. Prefer --token-file or the environment.")
-@click.option("--token-file", envvar="VAULTKEY_TOKEN_FILE", metavar="FILE",
+@click.option("--token-file", metavar="FILE",
               help="Read the token from FILE [env VAULTKEY_TOKEN_FILE].")
-@click.option("--cacert", envvar="VAULTKEY_CACERT", metavar="FILE",
-              help="CA certificate that signed the proxy's certificate [env VAULTKEY_CACERT].")
+@click.option("--cacert", metavar="FILE",
+              help="CA certificate of the proxy's TLS certificate [env VAULTKEY_CACERT].")
+@click.option("--key", metavar="FILE", help="Your secret key file [env VAULTKEY_KEY].")
+@click.option("--trust", metavar="PATH",
+              help="Trusted recipient keys: a directory of .pub files or a file of key ids "
+              "[env VAULTKEY_TRUST].")
+@click.option("--profile", metavar="NAME",
+              help="Profile from the config file [env VAULTKEY_PROFILE].")
+@click.option("--config", metavar="FILE",
+              help="Client config file "
+              "[env VAULTKEY_CONFIG; default ~/.config/vaultkey/config.toml].")
 @click.pass_context
-def cli(ctx: click.Context, addr: str | None, token: str | None, token_file: str | None,
-        cacert: str | None) -> None:
-    """vaultkey: client-side encrypted secrets and configuration in etcd."""
-    ctx.obj = GlobalOptions(addr, token, token_file, cacert)
+def cli(ctx: click.Context, /, **opts: Any) -> None:
+    """vaultkey: client-side encrypted secrets and configuration in etcd.
+
+    Values are encrypted on your machine to the keys of every group allowed to
+    read their path; the proxy and etcd only ever see ciphertext.
+    """
+    ctx.obj = GlobalOptions(**opts)
+
+
+OUTPUT = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                      show_default=True, help="Output format.")
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:

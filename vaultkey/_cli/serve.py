@@ -56,7 +56,7 @@ Examples:
   vaultkey serve --config /etc/vaultkey/serve.toml     # keys of its [serve] table = flag names
 Reload policies without dropping requests: kill -HUP <pid>""")
 @click.option("--config", callback=_load_config, is_eager=True, expose_value=False,
-              envvar="VAULTKEY_CONFIG", show_envvar=True, metavar="FILE",
+              envvar="VAULTKEY_SERVE_CONFIG", show_envvar=True, metavar="FILE",
               help="TOML file whose [serve] table sets defaults (e.g. policies = \"...\").")
 @_opt("--policies", env="VAULTKEY_POLICIES", default="policies", show_default=True,
       help="Directory of policy files.")

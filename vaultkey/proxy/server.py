@@ -10,9 +10,12 @@ import atexit
 import logging
 import logging.handlers
 import queue
+import socket
 import ssl
 
+from vaultkey.errors import UsageError
 from vaultkey.proxy.config import ProxyConfig, split_listen
+from vaultkey.proxy.state import ProxyState
 
 
 def configure_logging(config: ProxyConfig, level: int = logging.INFO) -> None:
@@ -37,16 +40,30 @@ def configure_logging(config: ProxyConfig, level: int = logging.INFO) -> None:
         audit.addHandler(logging.NullHandler())
 
 
-def serve(config: ProxyConfig) -> None:
+def check_can_listen(host: str, port: int) -> None:
+    """Fail with a clear message if the address is taken (uvicorn only logs it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                             hint="choose another address with --listen") from exc
+
+
+def serve(config: ProxyConfig, *, state: ProxyState | None = None,
+          log_level: int = logging.INFO) -> None:
     """Validate the config, build the app and serve until SIGINT/SIGTERM."""
     import uvicorn
 
     from vaultkey.proxy.app import create_app
 
     config.check()
-    configure_logging(config)
+    configure_logging(config, log_level)
     host, port = split_listen(config.listen)
-    app = create_app(config)
+    check_can_listen(host, port)
+    app = create_app(config, state=state)
     log = logging.getLogger("vaultkey.proxy")
     scheme = "https" if config.tls_cert else "http"
     log.info("vaultkey proxy listening on %s://%s:%d, etcd %s%s", scheme, host, port,

@@ -1,0 +1,124 @@
+"""SDK pieces without a network: settings, trust store, retries (httpx MockTransport)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import vaultkey
+from vaultkey.client import Client
+from vaultkey.config import resolve
+from vaultkey.crypto import SecretKey, write_keypair
+from vaultkey.trust import TrustStore
+
+
+def test_explicit_beats_env_beats_profile(tmp_path):
+    cfg = tmp_path / "c.toml"
+    tf = tmp_path / "tok"
+    tf.write_text("from-profile-file\n")
+    cfg.write_text(f'default_profile = "p"\n[profiles.p]\naddr = "https://profile:1"\n'
+                   f'token_file = "{tf}"\ncacert = "/profile/ca.pem"\n')
+    env = {"VAULTKEY_ADDR": "https://env:2"}
+    s = resolve({}, env=env, config_path=cfg)
+    assert (s.addr, s.token, s.cacert) == ("https://env:2", "from-profile-file", "/profile/ca.pem")
+    s = resolve({"addr": "https://flag:3", "token": "t"}, env=env, config_path=cfg)
+    assert (s.addr, s.token) == ("https://flag:3", "t")
+    assert "from-profile-file" not in repr(resolve({}, env=env, config_path=cfg))
+
+
+def test_env_token_beats_profile_token_file(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[profiles.p]\ntoken_file = "/nonexistent"\n')
+    s = resolve({}, env={"VAULTKEY_TOKEN": "env-token"}, profile="p", config_path=cfg)
+    assert s.token == "env-token"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[profiles.p]\ntoken = "inline"\n', "unknown keys"),
+        ("not toml [", "cannot read config"),
+    ],
+)
+def test_bad_config_files_are_clear_errors(tmp_path, text, message):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(vaultkey.UsageError, match=message):
+        resolve({}, env={}, profile="p", config_path=cfg)
+
+
+def test_unknown_profile_names_known_ones(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[profiles.a]\n[profiles.b]\n")
+    with pytest.raises(vaultkey.UsageError) as info:
+        resolve({}, env={}, profile="zzz", config_path=cfg)
+    assert "known profiles: a, b" in info.value.diagnostics()
+
+
+def test_trust_store_directory_and_file(tmp_path):
+    (tmp_path / "dir").mkdir()
+    _key, pub = write_keypair(tmp_path / "dir" / "a")
+    other = SecretKey.generate().public
+    store = TrustStore.load(tmp_path / "dir")
+    trusted = vaultkey.PublicKey.load(pub)
+    assert store.check([trusted]) == [trusted]
+    with pytest.raises(vaultkey.UntrustedRecipient, match=other.key_id):
+        store.check([trusted, other])
+    listing = tmp_path / "ids"
+    listing.write_text(f"# pinned\n{other.key_id}  # ops\n{trusted.to_text()}\n")
+    assert len(TrustStore.load(listing)) == 2
+    listing.write_text("garbage\n")
+    with pytest.raises(vaultkey.KeyFileError, match="ids:1"):
+        TrustStore.load(listing)
+
+
+def _counting(statuses):
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        status = statuses[min(len(calls) - 1, len(statuses) - 1)]
+        if status == 200:
+            return httpx.Response(200, json={"kind": "group", "token_id": "x", "group": "g"})
+        return httpx.Response(status, headers={"Retry-After": "0"},
+                              json={"error": {"code": "unavailable", "message": "etcd down"}})
+
+    return calls, httpx.MockTransport(handler)
+
+
+def test_reads_are_retried_on_503_then_succeed():
+    calls, transport = _counting([503, 503, 200])
+    with Client("https://vk.test", "t", transport=transport) as vk:
+        assert vk.whoami()["group"] == "g"
+    assert calls == ["GET", "GET", "GET"]
+
+
+def test_reads_give_up_after_the_retry_budget():
+    calls, transport = _counting([503])
+    with Client("https://vk.test", "t", transport=transport, retries=2) as vk, \
+            pytest.raises(vaultkey.Unavailable, match="etcd down"):
+        vk.whoami()
+    assert len(calls) == 3
+
+
+def test_writes_are_never_retried():
+    calls, transport = _counting([503])
+    key = SecretKey.generate()
+    with Client("https://vk.test", "t", transport=transport, key=key) as vk, \
+            pytest.raises(vaultkey.Unavailable):
+        vk.set("/a/b", b"v", recipients=[key.public])
+    assert calls == ["PUT"]
+
+
+def test_connection_errors_are_retried_for_reads():
+    attempts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(200, json={"kind": "admin", "token_id": "a"})
+
+    with Client("https://vk.test", "t", transport=httpx.MockTransport(handler)) as vk:
+        assert vk.whoami()["kind"] == "admin"
+    assert len(attempts) == 2

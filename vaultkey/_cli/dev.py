@@ -1,0 +1,139 @@
+"""``vaultkey dev``: a complete local vaultkey in one command (like ``vault server -dev``).
+
+It starts a local etcd in a temporary directory, creates a throwaway CA and
+server certificate, a ``dev`` group (policy, key pair, token) and an admin
+token, runs the TLS proxy, prints the ``export VAULTKEY_...`` lines to paste,
+and on Ctrl-C stops everything it started and deletes the directory (unless
+``--dir`` asked to keep it).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vaultkey._cli.common import cli
+
+DEV_POLICY = """\
+# Created by `vaultkey dev`: one group that may do everything, for local development.
+group = "dev"
+description = "local development (vaultkey dev)"
+recipients = ["dev.pub"]
+
+[[rules]]
+prefix = "/"
+allow = ["read", "list", "write", "delete", "watch"]
+"""
+
+
+def _write_private(path: Path, text: str) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _prepare(root: Path) -> dict[str, Any]:
+    """Create (or reuse) keys, policy, trust store, CA and admin token under *root*."""
+    from vaultkey._devca import make_dev_tls
+    from vaultkey.crypto import write_keypair
+
+    state_file = root / "state.json"
+    state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
+    policies, trust = root / "policies", root / "trust"
+    policies.mkdir(exist_ok=True)
+    trust.mkdir(exist_ok=True)
+    if not (root / "dev.key").exists():
+        _key_path, pub_path = write_keypair(root / "dev")
+        shutil.copy(pub_path, policies / "dev.pub")
+        shutil.copy(pub_path, trust / "dev.pub")
+    (policies / "dev.toml").write_text(DEV_POLICY)
+    if not (root / "admin.token").exists():
+        _write_private(root / "admin.token", secrets.token_urlsafe(32) + "\n")
+    tls = make_dev_tls(root)
+    state.update(ca=str(tls.ca), cert=str(tls.cert), key=str(tls.key))
+    return state
+
+
+def _exports(addr: str, root: Path, token: str) -> list[str]:
+    return [
+        f"export VAULTKEY_ADDR={addr}",
+        f"export VAULTKEY_CACERT={root / 'ca.pem'}",
+        f"export VAULTKEY_TOKEN={token}",
+        f"export VAULTKEY_KEY={root / 'dev.key'}",
+        f"export VAULTKEY_TRUST={root / 'trust'}",
+    ]
+
+
+@cli.command("dev", epilog="""\b
+Examples:
+  vaultkey dev                          # temporary; everything is removed on Ctrl-C
+  vaultkey dev --dir ~/.vaultkey-dev    # keep etcd data, keys and tokens for next time
+  source <dir>/env                      # the exports, from another shell""")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="Keep all state here and reuse it next time (default: a temp dir).")
+@click.option("--listen", default="127.0.0.1:8443", show_default=True,
+              help="Proxy address (loopback).")
+def dev(directory: str | None, listen: str) -> None:
+    """Run etcd, a throwaway CA and the TLS proxy locally, for development."""
+    import logging
+
+    from vaultkey._etcdproc import EtcdProcess, free_port
+    from vaultkey.errors import UsageError
+    from vaultkey.proxy.config import ProxyConfig, is_loopback, split_listen
+    from vaultkey.proxy.server import check_can_listen, serve
+    from vaultkey.proxy.state import ProxyState
+
+    host, port = split_listen(listen)
+    if not is_loopback(host):
+        raise UsageError("vaultkey dev only listens on loopback addresses")
+    check_can_listen(host, port)
+    keep = directory is not None
+    root = (Path(directory).expanduser().resolve() if directory is not None
+            else Path(tempfile.mkdtemp(prefix="vaultkey-dev-")))
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    etcd = None
+    try:
+        state = _prepare(root)
+        ports = state.setdefault("etcd_ports", [free_port(), free_port()])
+        (root / "state.json").write_text(json.dumps(state, indent=2))
+        etcd = EtcdProcess.start(root / "etcd", client_port=ports[0], peer_port=ports[1])
+        config = ProxyConfig(
+            policies=str(root / "policies"), etcd=[etcd.url], listen=listen,
+            tls_cert=state["cert"], tls_key=state["key"],
+            admin_token=(root / "admin.token").read_text().strip(),
+            audit_log=str(root / "audit.log"),
+        )
+        config.check()
+        proxy_state = ProxyState(config)
+        token, _record = proxy_state.tokens.create("dev", name="vaultkey dev")
+        _write_private(root / "dev.token", token + "\n")
+        addr = f"https://{host if ':' not in host else f'[{host}]'}:{port}"
+        exports = _exports(addr, root, token)
+        _write_private(root / "env", "\n".join(exports) + "\n")
+        click.echo("vaultkey dev is running. In another shell, paste:\n")
+        click.echo("\n".join(exports))
+        click.echo(f"\n# admin token (token create/list/revoke): {root / 'admin.token'}")
+        click.echo(f"# etcd {etcd.url} (pid {etcd.proc.pid if etcd.proc else '?'}), "
+                   f"state in {root}{'' if keep else ' (removed on exit)'}")
+        click.echo("# try: vaultkey set /hello world && vaultkey get /hello\n"
+                   "# Ctrl-C stops etcd and the proxy.", nl=True)
+        serve(config, state=proxy_state, log_level=logging.WARNING)
+    finally:
+        if etcd is not None:
+            etcd.stop()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        click.echo("vaultkey dev stopped" + ("" if keep else "; temporary state removed"),
+                   err=True)

@@ -1,0 +1,129 @@
+"""Client settings: explicit arguments, then ``VAULTKEY_*`` environment, then a profile.
+
+The config file (``~/.config/vaultkey/config.toml``, or ``VAULTKEY_CONFIG``)
+holds named profiles::
+
+    default_profile = "dev"
+
+    [profiles.dev]
+    addr = "https://127.0.0.1:8443"
+    cacert = "/tmp/vaultkey-dev/ca.pem"
+    token_file = "/tmp/vaultkey-dev/dev.token"
+    key = "/tmp/vaultkey-dev/dev.key"
+    trust = "/tmp/vaultkey-dev/trust"
+
+Tokens are never stored inline in the file, only referenced by ``token_file``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vaultkey.errors import UsageError
+
+DEFAULT_ADDR = "https://127.0.0.1:8443"
+_ENV = {
+    "addr": "VAULTKEY_ADDR",
+    "token": "VAULTKEY_TOKEN",
+    "token_file": "VAULTKEY_TOKEN_FILE",
+    "cacert": "VAULTKEY_CACERT",
+    "key": "VAULTKEY_KEY",
+    "trust": "VAULTKEY_TRUST",
+    "timeout": "VAULTKEY_TIMEOUT",
+}
+_PROFILE_KEYS = {"addr", "token_file", "cacert", "key", "trust", "timeout"}
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "vaultkey" / "config.toml"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything a client needs to reach the proxy and decrypt."""
+
+    addr: str = DEFAULT_ADDR
+    token: str | None = field(default=None, repr=False)
+    cacert: str | None = None
+    key: str | None = None
+    trust: str | None = None
+    timeout: float = 10.0
+    retries: int = 3
+
+
+def read_token_file(path: str) -> str:
+    try:
+        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from exc
+    if not token:
+        raise UsageError(f"token file {path} is empty")
+    return token
+
+
+def load_profile(name: str | None, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The named (or default) profile from the config file; {} if there is no file."""
+    cfg = Path(path) if path else default_config_path()
+    if not cfg.exists():
+        if name:
+            raise UsageError(f"profile {name!r} requested but {cfg} does not exist")
+        return {}
+    try:
+        data = tomllib.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read config file {cfg}: {exc}") from exc
+    profiles = data.get("profiles", {})
+    chosen = name or data.get("default_profile")
+    if not chosen:
+        return {}
+    if chosen not in profiles:
+        raise UsageError(f"no profile {chosen!r} in {cfg}",
+                         hint=f"known profiles: {', '.join(sorted(profiles)) or 'none'}")
+    profile = dict(profiles[chosen])
+    unknown = sorted(set(profile) - _PROFILE_KEYS)
+    if unknown:
+        raise UsageError(f"{cfg}: unknown keys in profile {chosen!r}: {', '.join(unknown)}")
+    return profile
+
+
+def resolve(
+    explicit: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    profile: str | None = None,
+    config_path: str | os.PathLike[str] | None = None,
+) -> ClientSettings:
+    """Combine explicit values > environment > profile > defaults."""
+    environ = os.environ if env is None else env
+    merged: dict[str, Any] = load_profile(
+        profile or environ.get("VAULTKEY_PROFILE"),
+        config_path or environ.get("VAULTKEY_CONFIG"),
+    )
+    for name, var in _ENV.items():
+        if environ.get(var):
+            merged[name] = environ[var]
+            if name == "token_file":
+                merged.pop("token", None)
+            if name == "token":
+                merged.pop("token_file", None)
+    for name, value in (explicit or {}).items():
+        if value is not None:
+            merged[name] = value
+            if name in ("token", "token_file"):
+                merged.pop("token_file" if name == "token" else "token", None)
+    token_file = merged.pop("token_file", None)
+    if token_file and not merged.get("token"):
+        merged["token"] = read_token_file(token_file)
+    if "timeout" in merged:
+        try:
+            merged["timeout"] = float(merged["timeout"])
+        except ValueError:
+            raise UsageError(f"bad timeout {merged['timeout']!r}: a number of seconds") from None
+    known = {f.name for f in fields(ClientSettings)}
+    return ClientSettings(**{k: v for k, v in merged.items() if k in known})
