@@ -25,12 +25,13 @@ import base64
 import builtins
 import os
 import random
+import re
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from vaultkey import config as _config
 from vaultkey._http import error_from_response
@@ -208,6 +209,7 @@ class _Ops:
         import ssl
 
         s = self.settings
+        _check_addr(s.addr)
         verify: Any = True
         if s.cacert:
             if not os.path.isfile(s.cacert):
@@ -215,9 +217,26 @@ class _Ops:
             verify = ssl.create_default_context(cafile=s.cacert)
         headers = {"User-Agent": "vaultkey-sdk"}
         if s.token:
+            if not _TOKEN_CHARS.fullmatch(s.token):
+                # Never echo it: a token with a stray newline would end up in the message.
+                raise UsageError("the token contains spaces or control characters",
+                                 hint="check VAULTKEY_TOKEN / the token file")
             headers["Authorization"] = f"Bearer {s.token}"
         return {"base_url": s.addr.rstrip("/"), "verify": verify, "headers": headers,
                 "timeout": s.timeout}
+
+
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def _check_addr(addr: str) -> None:
+    """TLS everywhere except loopback: a token must not cross a network in clear text."""
+    parts = urlsplit(addr)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UsageError(f"bad proxy address {addr!r}: use https://HOST:PORT")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        raise UsageError(f"refusing to send a token over plain HTTP to {parts.hostname}",
+                         hint="use an https:// address")
 
 
 def _response(resp: httpx.Response) -> Response:
@@ -235,7 +254,11 @@ def _response(resp: httpx.Response) -> Response:
 
 
 def _unreachable(addr: str, exc: Exception) -> Unavailable:
-    return Unavailable(f"cannot reach the vaultkey proxy at {addr}: {exc}",
+    import httpx
+
+    # A local protocol error quotes the offending header, which may hold the token.
+    detail = type(exc).__name__ if isinstance(exc, httpx.LocalProtocolError) else str(exc)
+    return Unavailable(f"cannot reach the vaultkey proxy at {addr}: {detail}",
                        hint="check --addr / VAULTKEY_ADDR and that the proxy is running")
 
 

@@ -94,12 +94,15 @@ class SecretKey:
         """Load a secret key file, refusing one readable by group or others (like ssh)."""
         p = Path(path)
         try:
-            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             raise KeyFileError(f"{p}: cannot open secret key file: {exc.strerror}") from exc
         try:
             # fstat the descriptor we read from, so the check and the read see one file.
-            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise KeyFileError(f"{p}: not a regular file")
+            mode = stat.S_IMODE(st.st_mode)
             if mode & 0o077:
                 raise KeyFileError(
                     f"{p}: permissions {mode:04o} are too open; a secret key file must "
@@ -135,19 +138,27 @@ def write_keypair(name: str | os.PathLike[str], *, force: bool = False) -> tuple
     key_path, pub_path = base.with_name(base.name + ".key"), base.with_name(base.name + ".pub")
     if not force:
         for existing in (key_path, pub_path):
-            if existing.exists():
+            if existing.exists() or existing.is_symlink():
                 raise KeyFileError(f"{existing} already exists; refusing to overwrite it",
                                    hint="choose another name or pass --force")
     secret = SecretKey.generate()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if force else os.O_EXCL)
+    if force:
+        # Why unlink first: O_EXCL below then never follows a planted symlink.
+        for old in (key_path, pub_path):
+            if old.is_symlink() or old.exists():
+                old.unlink()
     # Create with 0600 from the start: never a moment where the secret is readable.
-    fd = os.open(key_path, flags, 0o600)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.fchmod(fd, 0o600)
         os.write(fd, secret.to_file_text(f"name: {base.name}").encode())
     finally:
         os.close(fd)
-    pub_path.write_text(secret.public.to_file_text(f"name: {base.name}"), encoding="utf-8")
+    fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, secret.public.to_file_text(f"name: {base.name}").encode())
+    finally:
+        os.close(fd)
     return key_path, pub_path
 
 

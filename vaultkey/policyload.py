@@ -98,6 +98,18 @@ def _resolve_one(root: Path, entry: str) -> PublicKey:
     return PublicKey.load(root / entry)
 
 
+def resolve_key_entry(entry: str, root: Path | None = None) -> PublicKey:
+    """A public key from inline ``vkpub1_`` text or a file path (relative to *root*).
+
+    Errors never echo key text (a pasted secret key is shortened and refused).
+    """
+    base = root or Path(".")
+    try:
+        return _resolve_one(base, entry)
+    except (KeyFileError, OSError) as exc:
+        raise KeyFileError(f"key {_display(entry)}: {_strip_source(exc, base / entry)}") from None
+
+
 def _display(entry: str) -> str:
     """An entry for an error message; key text is shortened (it might be a secret key)."""
     if entry.startswith(_KEY_TEXT_PREFIXES):

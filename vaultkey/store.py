@@ -96,6 +96,10 @@ def parse_endpoint(url: str) -> tuple[str, int, bool]:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"bad etcd endpoint {url!r}: use http(s)://HOST:PORT")
+    if parts.username or parts.password:
+        # Why: credentials in a URL end up in logs; they have their own settings.
+        raise UsageError("put no credentials in an etcd endpoint URL",
+                         hint="use --etcd-user and --etcd-password-file")
     try:
         port = parts.port or 2379
     except ValueError:
@@ -206,6 +210,8 @@ def _mapped(fn: Callable[[], T]) -> T:
         raise StoreError(f"etcd error: {type(exc).__name__}") from exc
     except OSError as exc:
         raise StoreError(f"cannot set up the etcd connection: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # e.g. protobuf range checks
+        raise StoreError(f"invalid etcd request: {exc}") from exc
 
 
 def _entry(kv: Any, namespace: bytes) -> Entry:

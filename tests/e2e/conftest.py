@@ -39,6 +39,9 @@ allow = ["read", "list", "write", "delete", "watch"]
 prefix = "/alpha/locked/"
 deny = ["write", "delete"]
 [[rules]]
+prefix = "/alpha/hidden/"
+deny = ["list"]
+[[rules]]
 prefix = "/shared/"
 allow = ["read", "list"]
 [[rules]]
@@ -66,6 +69,14 @@ deny = ["read"]
 [[rules]]
 prefix = "/services/beta/"
 allow = ["read", "list", "write", "delete"]
+""",
+    "gamma.toml": """
+group = "gamma"
+description = "a janitor: may write and delete under /beta/drop/ but never read"
+recipients = ["gamma.pub"]
+[[rules]]
+prefix = "/beta/drop/"
+allow = ["write", "delete"]
 """,
 }
 

@@ -1,4 +1,4 @@
-"""The README's first command runs scripts/demo.py; it must keep working."""
+"""The README's first command runs scripts/demo_envelope.py; it must keep working."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_script_passes_against_real_etcd(etcd_server):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/demo.py")],
+def test_envelope_demo_passes_against_real_etcd(etcd_server):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/demo_envelope.py")],
                           capture_output=True, check=False, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "demo PASSED" in proc.stdout

@@ -73,7 +73,12 @@ def error_response(exc: VaultkeyError) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="vaultkey"'
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = str(max(1, round(exc.retry_after or 1)))
-    body = {"error": {"code": code, "message": exc.message, "hint": exc.hint}}
+    message = exc.message
+    if isinstance(exc, StoreError | PolicyError):
+        # Why: etcd's error details are for operators, not for clients.
+        log.warning("etcd error answered as %d: %s", status, exc.message)
+        message = "etcd returned an error; see the proxy log"
+    body = {"error": {"code": code, "message": message, "hint": exc.hint}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

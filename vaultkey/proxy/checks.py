@@ -19,6 +19,9 @@ def check_envelope(
     body: bytes, path: str, policies: LoadedPolicies, escrow: Sequence[PublicKey]
 ) -> Envelope:
     env = Envelope.parse(body)
+    if env.signature is not None:
+        # Why: nothing verifies writer signatures yet; storing one would suggest it had been.
+        raise MalformedEnvelope("signed envelopes are not supported yet by this proxy")
     if env.path != path:
         raise MalformedEnvelope(
             f"envelope is bound to {env.path!r}, not to the request path {path!r}"

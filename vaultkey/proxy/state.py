@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from vaultkey.errors import PolicyError, VaultkeyError
 from vaultkey.keys import PublicKey
-from vaultkey.policyload import LoadedPolicies, load_policy_dir
+from vaultkey.policyload import LoadedPolicies, load_policy_dir, resolve_key_entry
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.metrics import Metrics
 from vaultkey.proxy.tokens import TokenRegistry
@@ -24,11 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def load_escrow_keys(entries: list[str]) -> tuple[PublicKey, ...]:
-    keys = []
-    for entry in entries:
-        keys.append(PublicKey.from_text(entry) if entry.startswith("vkpub1_")
-                    else PublicKey.load(Path(entry)))
-    return tuple(keys)
+    return tuple(resolve_key_entry(entry) for entry in entries)
 
 
 class ProxyState:

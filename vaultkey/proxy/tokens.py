@@ -31,7 +31,8 @@ _HASH_LABEL = b"vaultkey token v1\x00"
 # Why a short cache: a revocation through this replica drops the entry at once;
 # other replicas see it within CACHE_SECONDS because they re-read etcd.
 CACHE_SECONDS = 1.0
-_TTL_RE = re.compile(r"^(\d+)([smhd]?)$")
+_TTL_RE = re.compile(r"^([0-9]{1,9})([smhd]?)$", re.ASCII)
+MAX_TTL_SECONDS = 10 * 365 * 86400
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DUMMY_HASH = "0" * 64
 
@@ -54,8 +55,11 @@ def parse_ttl(text: str) -> int:
     """``90``, ``90s``, ``30m``, ``24h`` or ``7d`` -> seconds (> 0)."""
     match = _TTL_RE.match(text.strip().lower())
     if not match or int(match.group(1)) <= 0:
-        raise UsageError(f"bad TTL {text!r}: use e.g. 3600, 30m, 24h or 7d")
-    return int(match.group(1)) * _TTL_UNITS[match.group(2)]
+        raise UsageError(f"bad TTL {text[:40]!r}: use e.g. 3600, 30m, 24h or 7d")
+    seconds = int(match.group(1)) * _TTL_UNITS[match.group(2)]
+    if seconds > MAX_TTL_SECONDS:
+        raise UsageError("TTL too long: at most 10 years (3650d)")
+    return seconds
 
 
 @dataclass(frozen=True)

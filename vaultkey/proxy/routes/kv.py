@@ -7,10 +7,12 @@ not the key exists; 404 is only ever given to callers allowed to read.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from vaultkey.acl import Capability
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
@@ -34,6 +36,28 @@ def _require(policies: LoadedPolicies, caller: Caller, path: str, cap: Capabilit
         raise PermissionDenied(f"group {caller.group!r} may not {cap} {path}")
 
 
+def _may_read(policies: LoadedPolicies, caller: Caller, path: str) -> bool:
+    return policies.policy_set.allowed(caller.group or "", path, Capability.READ)
+
+
+def _require_conditional(policies: LoadedPolicies, caller: Caller, path: str) -> None:
+    """Conditional writes answer 409 or not depending on the key's state, so they
+    would tell a caller without ``read`` whether the key exists."""
+    if not _may_read(policies, caller, path):
+        raise PermissionDenied(
+            f"conditional requests (If-Match / If-None-Match) on {path} need 'read'"
+        )
+
+
+def _listable(policies: LoadedPolicies, group: str, path: str) -> bool:
+    """A listed key is shown only if the caller may read it *and* list its parent
+    prefix, so a ``deny list`` on a sub-prefix cannot be bypassed from above."""
+    acl = policies.policy_set
+    parent = path.rsplit("/", 1)[0] + "/"
+    return acl.allowed(group, path, Capability.READ) and acl.allowed(
+        group, parent, Capability.LIST, is_prefix=True)
+
+
 def _entry_json(entry: Entry) -> dict[str, Any]:
     return {
         "path": entry.path,
@@ -44,11 +68,16 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
     }
 
 
+_REVISION_RE = re.compile(r"[0-9]{1,19}")
+_MAX_REVISION = 2**63 - 1  # etcd revisions are int64
+
+
 def _revision_header(value: str | None, name: str) -> int | None:
     if value is None:
         return None
     text = value.strip().strip('"')
-    if not text.isdigit():
+    # Why fullmatch on ASCII digits: str.isdigit() accepts '²' and friends, which int() refuses.
+    if not _REVISION_RE.fullmatch(text) or int(text) > _MAX_REVISION:
         raise UsageError(f"{name} must be a revision number (or '*' for If-None-Match)")
     return int(text)
 
@@ -58,11 +87,14 @@ async def _read_body(request: Request) -> bytes:
     if length is not None and length.isdigit() and int(length) > MAX_ENVELOPE_BYTES:
         raise ValueTooLarge(f"envelope of {length} bytes exceeds {MAX_ENVELOPE_BYTES} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_ENVELOPE_BYTES:
-            raise ValueTooLarge(f"envelope exceeds {MAX_ENVELOPE_BYTES} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_ENVELOPE_BYTES:
+                raise ValueTooLarge(f"envelope exceeds {MAX_ENVELOPE_BYTES} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise UsageError("the client disconnected before sending the whole body") from None
     return b"".join(chunks)
 
 
@@ -79,8 +111,7 @@ async def kv_get(
         entries, revision = await run_in_threadpool(state.kv.range, prefix,
                                                      keys_only=not recursive)
         group = caller.group or ""
-        readable = [e for e in entries
-                    if policies.policy_set.allowed(group, e.path, Capability.READ)]
+        readable = [e for e in entries if _listable(policies, group, e.path)]
         audit["revision"] = revision
         if recursive:
             return {"prefix": prefix, "revision": revision,
@@ -109,6 +140,8 @@ async def kv_put(path: str, request: Request, caller: GroupCaller, state: StateD
     none_match = request.headers.get("if-none-match")
     if none_match is not None and none_match.strip() != "*":
         raise UsageError("only 'If-None-Match: *' (create-only) is supported")
+    if if_match is not None or none_match is not None:
+        _require_conditional(policies, caller, key)
     body = await _read_body(request)
     check_envelope(body, key, policies, state.escrow)
     revision = await run_in_threadpool(
@@ -123,9 +156,15 @@ async def kv_delete(path: str, request: Request, caller: GroupCaller, state: Sta
                     audit: AuditDep) -> dict[str, Any]:
     key = validate_key("/" + path)
     audit.update(op="kv.delete", path=key)
-    _require(state.policies, caller, key, Capability.DELETE, audit)
+    policies = state.policies
+    _require(policies, caller, key, Capability.DELETE, audit)
     if_match = _revision_header(request.headers.get("if-match"), "If-Match")
+    if if_match is not None:
+        _require_conditional(policies, caller, key)
     existed = await run_in_threadpool(lambda: state.kv.delete(key, if_revision=if_match))
+    if not _may_read(policies, caller, key):
+        # Why: a caller who may delete but not read must not learn whether the key existed.
+        return {"path": key}
     if not existed:
         raise NotFound(f"{key} not found")
     return {"path": key, "deleted": True}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from vaultkey.errors import UsageError
+from vaultkey.errors import UsageError, ValueTooLarge
 from vaultkey.proxy.deps import AdminCaller, AuditDep, StateDep
 from vaultkey.proxy.tokens import parse_ttl
 
@@ -21,9 +21,32 @@ class TokenRequest(BaseModel):
     ttl: str | None = Field(default=None, description="e.g. 3600, 30m, 24h, 7d")
 
 
-@router.post("", summary="Create a token for a group (the token is shown once)")
-async def create_token(body: TokenRequest, _admin: AdminCaller, state: StateDep,
+MAX_BODY = 4096
+
+
+async def _token_request(request: Request) -> TokenRequest:
+    """Read and validate the body only after the admin check (dependencies run first),
+    and never more than MAX_BODY bytes, so unauthenticated callers cannot make the
+    proxy buffer or parse large bodies."""
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise ValueTooLarge(f"token requests are at most {MAX_BODY} bytes")
+    try:
+        return TokenRequest.model_validate_json(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+                             for e in exc.errors())
+        raise UsageError(f"bad token request: {problems}") from None
+
+
+@router.post("", summary="Create a token for a group (the token is shown once)",
+             openapi_extra={"requestBody": {"content": {"application/json": {
+                 "schema": TokenRequest.model_json_schema()}}, "required": True}})
+async def create_token(request: Request, _admin: AdminCaller, state: StateDep,
                        audit: AuditDep) -> dict[str, Any]:
+    body = await _token_request(request)
     audit.update(op="token.create", path=f"group:{body.group}", decision="allow")
     if body.group not in state.policies.policy_set.groups:
         raise UsageError(f"no policy defines group {body.group!r}")
