@@ -372,6 +372,9 @@ class _Parser:
         allow, deny = self._caps(index, data, "allow"), self._caps(index, data, "deny")
         if "allow" not in data and "deny" not in data:
             self.fail(f"{label}: needs 'allow' or 'deny'", self.lines.rule(index))
+        if "key" in data and Capability.LIST in allow | deny:
+            self.fail(f"{label}: 'list' on a key rule never applies (list is checked on "
+                      "prefixes); use prefix = ...", self.lines.rule(index, "key"))
         if both := allow & deny:
             names = ", ".join(sorted(both))
             self.fail(f"{label}: {names} both allowed and denied", self.lines.rule(index, "deny"))

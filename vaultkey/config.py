@@ -106,12 +106,15 @@ def resolve(
         config_path or environ.get("VAULTKEY_CONFIG"),
     )
     for name, var in _ENV.items():
-        if environ.get(var):
+        if environ.get(var) and name not in ("token", "token_file"):
             merged[name] = environ[var]
-            if name == "token_file":
-                merged.pop("token", None)
-            if name == "token":
-                merged.pop("token_file", None)
+    # VAULTKEY_TOKEN beats VAULTKEY_TOKEN_FILE, which beats the profile's token_file.
+    if environ.get("VAULTKEY_TOKEN"):
+        merged["token"] = environ["VAULTKEY_TOKEN"]
+        merged.pop("token_file", None)
+    elif environ.get("VAULTKEY_TOKEN_FILE"):
+        merged["token_file"] = environ["VAULTKEY_TOKEN_FILE"]
+        merged.pop("token", None)
     for name, value in (explicit or {}).items():
         if value is not None:
             merged[name] = value

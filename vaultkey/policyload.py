@@ -113,7 +113,7 @@ def resolve_key_entry(entry: str, root: Path | None = None) -> PublicKey:
 def _display(entry: str) -> str:
     """An entry for an error message; key text is shortened (it might be a secret key)."""
     if entry.startswith(_KEY_TEXT_PREFIXES):
-        return repr(entry[:11] + "...")
+        return repr(entry[:7] + "...")  # the type tag only, never key material
     return repr(entry)
 
 

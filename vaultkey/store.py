@@ -203,6 +203,9 @@ def _mapped(fn: Callable[[], T]) -> T:
         detail = exc.details() if hasattr(exc, "details") else str(exc)
         if code in _UNAVAILABLE_CODES:
             raise Unavailable("etcd is unavailable", retry_after=1.0) from exc
+        if "space exceeded" in str(detail):
+            raise StoreError("etcd is out of space (NOSPACE alarm): compact, defragment and "
+                             "disarm the alarm") from exc
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED or "too large" in str(detail):
             raise ValueTooLarge(f"etcd refused the request as too large: {detail}") from exc
         raise StoreError(f"etcd error {code}: {detail}") from exc

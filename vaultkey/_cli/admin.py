@@ -90,13 +90,14 @@ def policy_check(directory: str) -> None:
 def policy_explain(group: str, directory: str, path: str, capability: str) -> None:
     """Print the decision for GROUP doing CAPABILITY on PATH, and the rule that made it.
 
-    A PATH ending in '/' is a prefix. Exits 0 when allowed, 4 when denied.
+    A PATH ending in '/' is a prefix ('list' is always checked on a prefix).
+    Exits 0 when allowed, 4 when denied.
     """
     from vaultkey.errors import PermissionDenied
     from vaultkey.paths import validate_key, validate_prefix
     from vaultkey.policyload import load_policy_dir
 
-    is_prefix = path.endswith("/")
+    is_prefix = path.endswith("/") or capability == "list"  # the proxy checks list on prefixes
     target = validate_prefix(path) if is_prefix else validate_key(path)
     decision = load_policy_dir(directory).policy_set.decide(group, target, capability,
                                                            is_prefix=is_prefix)

@@ -30,6 +30,8 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
         unknown = sorted(set(table) - known)
         if unknown:
             raise click.BadParameter(f"{value}: unknown keys in [serve]: {', '.join(unknown)}")
+        if isinstance(table.get("etcd"), list):  # etcd = ["https://a:2379", "https://b:2379"]
+            table["etcd"] = ",".join(str(e) for e in table["etcd"])
         ctx.default_map = {**(ctx.default_map or {}), **table}
     return value
 

@@ -93,6 +93,14 @@ class AuditMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        audited = scope["path"].startswith("/v1/")
+        backlog = self.state.audit_queue
+        if audited and backlog is not None and backlog.full():
+            # Why: fail safe. Requests are refused, not served unaudited.
+            self.state.metrics.audit_refused.inc()
+            await error_response(Unavailable("the audit log is not keeping up; retry shortly",
+                                             retry_after=1.0))(scope, receive, send)
+            return
         record: dict[str, Any] = scope.setdefault("vaultkey.audit", {})
         started = time.perf_counter()
         status = [500]
@@ -111,7 +119,7 @@ class AuditMiddleware:
             self.state.metrics.latency.labels(op=op).observe(elapsed)
             if status[0] == 503:
                 self.state.metrics.etcd_unavailable.inc()
-            if scope["path"].startswith("/v1/"):
+            if audited:
                 self._write(scope, record, status[0], elapsed)
 
     @staticmethod

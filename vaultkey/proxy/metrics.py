@@ -21,6 +21,10 @@ class Metrics:
             "vaultkey_etcd_unavailable", "requests answered 503 because etcd was unreachable",
             registry=self.registry,
         )
+        self.audit_refused = Counter(
+            "vaultkey_audit_refused", "requests refused because the audit queue was full",
+            registry=self.registry,
+        )
         self.policy_reloads = Counter(
             "vaultkey_policy_reloads", "policy reloads by result", ["result"],
             registry=self.registry,

@@ -17,27 +17,33 @@ from vaultkey.errors import UsageError
 from vaultkey.proxy.config import ProxyConfig, split_listen
 from vaultkey.proxy.state import ProxyState
 
+AUDIT_QUEUE_LINES = 10_000
 
-def configure_logging(config: ProxyConfig, level: int = logging.INFO) -> None:
-    """Server logs to stderr; audit lines to their own file through a queue.
 
-    Why a queue: a slow or stuck audit disk must not stall request handling;
-    the listener thread writes lines in order.
+def configure_logging(config: ProxyConfig, level: int = logging.INFO
+                      ) -> queue.Queue[logging.LogRecord] | None:
+    """Server logs to stderr; audit lines to their own file through a bounded queue.
+
+    Why a queue: a slow audit disk must not stall request handling; the
+    listener thread writes lines in order. Why bounded: a stuck disk must not
+    eat memory; when the queue is full the proxy refuses requests (503) rather
+    than serve them unaudited. Returns the queue (None without an audit log).
     """
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     audit = logging.getLogger("vaultkey.audit")
     audit.propagate = False
     audit.setLevel(logging.INFO)
     if config.audit_log:
-        q: queue.Queue[logging.LogRecord] = queue.Queue(-1)
+        q: queue.Queue[logging.LogRecord] = queue.Queue(AUDIT_QUEUE_LINES)
         file_handler = logging.FileHandler(config.audit_log, encoding="utf-8")
         file_handler.setFormatter(logging.Formatter("%(message)s"))
         listener = logging.handlers.QueueListener(q, file_handler)
         listener.start()
         atexit.register(listener.stop)
         audit.addHandler(logging.handlers.QueueHandler(q))
-    else:
-        audit.addHandler(logging.NullHandler())
+        return q
+    audit.addHandler(logging.NullHandler())
+    return None
 
 
 def check_can_listen(host: str, port: int) -> None:
@@ -60,9 +66,11 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
     from vaultkey.proxy.app import create_app
 
     config.check()
-    configure_logging(config, log_level)
+    audit_queue = configure_logging(config, log_level)
     host, port = split_listen(config.listen)
     check_can_listen(host, port)
+    state = state or ProxyState(config)
+    state.audit_queue = audit_queue
     app = create_app(config, state=state)
     log = logging.getLogger("vaultkey.proxy")
     scheme = "https" if config.tls_cert else "http"

@@ -9,6 +9,7 @@ the old one keeps serving.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 
 from vaultkey.errors import PolicyError, VaultkeyError
@@ -37,6 +38,8 @@ class ProxyState:
         self.tokens = TokenRegistry(self.sys, config.admin_token.strip())
         self.metrics = Metrics()
         self._reload_lock = threading.Lock()
+        # Set by the server when an audit log is configured (see server.configure_logging).
+        self.audit_queue: queue.Queue[logging.LogRecord] | None = None
         self.metrics.policy_groups.set(len(self.policies.policy_set.groups))
 
     def reload_policies(self) -> bool:
