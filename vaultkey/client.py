@@ -210,11 +210,20 @@ class _Ops:
 
         s = self.settings
         _check_addr(s.addr)
-        verify: Any = True
+        for what, path in (("CA certificate", s.cacert), ("client certificate", s.client_cert),
+                           ("client key", s.client_key)):
+            if path and not os.path.isfile(path):
+                raise UsageError(f"{what} {path}: no such file")
+        if bool(s.client_cert) != bool(s.client_key):
+            raise UsageError("a client certificate and its key go together")
         if s.cacert:
-            if not os.path.isfile(s.cacert):
-                raise UsageError(f"CA certificate {s.cacert}: no such file")
             verify = ssl.create_default_context(cafile=s.cacert)
+        else:  # the same public CA bundle httpx uses by default
+            import certifi
+
+            verify = ssl.create_default_context(cafile=certifi.where())
+        if s.client_cert and s.client_key:
+            verify.load_cert_chain(s.client_cert, s.client_key)
         headers = {"User-Agent": "vaultkey-sdk"}
         if s.token:
             if not _TOKEN_CHARS.fullmatch(s.token):
@@ -266,13 +275,14 @@ class _Base:
     def __init__(self, addr: str | None = None, token: str | None = None, *,
                  key: SecretKey | str | os.PathLike[str] | None = None,
                  cacert: str | None = None,
+                 client_cert: str | None = None, client_key: str | None = None,
                  trust: TrustStore | str | os.PathLike[str] | None = None,
                  timeout: float | None = None, retries: int | None = None,
                  settings: _config.ClientSettings | None = None,
                  transport: Any = None) -> None:
         base = settings or _config.ClientSettings()
         overrides = {"addr": addr, "token": token, "cacert": cacert, "timeout": timeout,
-                     "retries": retries}
+                     "retries": retries, "client_cert": client_cert, "client_key": client_key}
         merged = {**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
         self._ops = _Ops(_config.ClientSettings(**merged), key, trust)
         # An httpx transport (e.g. for an HTTP proxy or mounting); None = default.
@@ -281,7 +291,8 @@ class _Base:
     @classmethod
     def from_env(cls: type[T], *, profile: str | None = None, **explicit: Any) -> T:
         """Settings from explicit values > ``VAULTKEY_*`` environment > config profile."""
-        names = {"addr", "token", "token_file", "cacert", "key", "trust", "timeout"}
+        names = {"addr", "token", "token_file", "cacert", "client_cert", "client_key", "key",
+                 "trust", "timeout"}
         settings = _config.resolve({k: v for k, v in explicit.items() if k in names},
                                    profile=profile)
         rest = {k: v for k, v in explicit.items() if k not in names}

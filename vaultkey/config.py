@@ -32,11 +32,14 @@ _ENV = {
     "token": "VAULTKEY_TOKEN",
     "token_file": "VAULTKEY_TOKEN_FILE",
     "cacert": "VAULTKEY_CACERT",
+    "client_cert": "VAULTKEY_CLIENT_CERT",
+    "client_key": "VAULTKEY_CLIENT_KEY",
     "key": "VAULTKEY_KEY",
     "trust": "VAULTKEY_TRUST",
     "timeout": "VAULTKEY_TIMEOUT",
 }
-_PROFILE_KEYS = {"addr", "token_file", "cacert", "key", "trust", "timeout"}
+_PROFILE_KEYS = {"addr", "token_file", "cacert", "client_cert", "client_key", "key", "trust",
+                 "timeout"}
 
 
 def default_config_path() -> Path:
@@ -51,6 +54,8 @@ class ClientSettings:
     addr: str = DEFAULT_ADDR
     token: str | None = field(default=None, repr=False)
     cacert: str | None = None
+    client_cert: str | None = None  # for proxies that require mutual TLS (--client-ca)
+    client_key: str | None = None
     key: str | None = None
     trust: str | None = None
     timeout: float = 10.0

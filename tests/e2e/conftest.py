@@ -95,6 +95,7 @@ class Proxy:
     keys: dict[str, SecretKey] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(default=Path("."))
+    client_cert: tuple[Path, Path] | None = None
 
     def key_path(self, group: str) -> Path:
         return self.workdir / f"{group}.key"
@@ -121,6 +122,8 @@ class Proxy:
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         ctx = ssl.create_default_context(cafile=str(self.ca_path))
+        if self.client_cert:
+            ctx.load_cert_chain(*map(str, self.client_cert))
         return httpx.Client(base_url=self.addr, verify=ctx, headers=headers, timeout=10)
 
     def store(self) -> EtcdStore:
@@ -187,7 +190,8 @@ def proxy_factory(tmp_path_factory, tls_ca, etcd_server) -> Iterator[Callable[..
     _ca, ca_path, cert, key = tls_ca
 
     def start(policies: dict[str, str] | None = None, etcd_url: str | None = None,
-              extra_args: list[str] | None = None) -> Proxy:
+              extra_args: list[str] | None = None,
+              client_cert: tuple[Path, Path] | None = None) -> Proxy:
         d = tmp_path_factory.mktemp("proxy")
         pol = d / "policies"
         pol.mkdir()
@@ -212,7 +216,7 @@ def proxy_factory(tmp_path_factory, tls_ca, etcd_server) -> Iterator[Callable[..
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         proxy = Proxy(f"https://127.0.0.1:{port}", ca_path, admin, pol, root, proc, log_path,
-                      audit_path, url, keys, workdir=d)
+                      audit_path, url, keys, workdir=d, client_cert=client_cert)
         started.append(proxy)
         wait_healthy(proxy)
         return proxy

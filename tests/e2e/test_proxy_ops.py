@@ -80,7 +80,9 @@ def test_etcd_outage_gives_503_with_retry_after_then_recovers(proxy_factory, pri
             assert anon.get("/readyz").status_code == 503
             assert anon.get("/healthz").status_code == 200
         private_etcd.restart()
+        back = time.monotonic()
         assert _wait_for(lambda: c.get(f"/v1/kv{path}").status_code == 200, timeout=20)
+        print(f"\nproxy served again {time.monotonic() - back:.2f}s after etcd was healthy")
         assert c.put(f"/v1/kv{path}", content=proxy.envelope(path, b"w")).status_code == 200
     assert proxy.proc.poll() is None
 

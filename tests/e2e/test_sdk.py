@@ -168,3 +168,32 @@ def test_missing_trust_store_is_a_clear_error(proxy):
             vk.set("/alpha/x", b"v")
         vk.set("/alpha/x", b"v", recipients=[proxy.keys["alpha"].public])
         assert vk.get("/alpha/x") == b"v"
+
+
+class Counting(httpx.BaseTransport):
+    """Counts requests and TCP connections on the way to the real proxy."""
+
+    def __init__(self, ca: str) -> None:
+        self.inner = httpx.HTTPTransport(verify=ssl.create_default_context(cafile=ca))
+        self.requests: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(f"{request.method} {request.url.path}")
+        return self.inner.handle_request(request)
+
+    def connections(self) -> int:
+        return len(self.inner._pool.connections)
+
+
+def test_get_many_is_one_request_and_the_client_reuses_one_connection(proxy):
+    counting = Counting(str(proxy.ca_path))
+    with client(proxy, "alpha", transport=counting) as vk:
+        for i in range(5):
+            vk.set(f"/alpha/many/k{i}", b"%d" % i)
+        counting.requests.clear()
+        values = vk.get_many("/alpha/many/")
+        assert counting.requests == ["GET /v1/kv/alpha/many/"]
+        assert values == {f"/alpha/many/k{i}": b"%d" % i for i in range(5)}
+        for _ in range(20):
+            vk.get("/alpha/many/k0")
+        assert counting.connections() == 1

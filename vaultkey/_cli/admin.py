@@ -34,7 +34,8 @@ def _when(ts: float | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-@token.command("list")
+@token.command("list", epilog="\b\nExamples:\n  vaultkey token list\n"
+               "  vaultkey token list -o json | jq '.tokens[] | select(.group==\"payments\")'")
 @OUTPUT
 @click.pass_obj
 def token_list(opts: GlobalOptions, output: str) -> None:
@@ -47,7 +48,8 @@ def token_list(opts: GlobalOptions, output: str) -> None:
     emit(body, output == "json", "\n".join(rows))
 
 
-@token.command("revoke")
+@token.command("revoke", epilog="\b\nExample:\n  vaultkey token revoke 5f13460aaf6ca411"
+               "     # the id from `token list`")
 @click.argument("token_id")
 @click.pass_obj
 def token_revoke(opts: GlobalOptions, token_id: str) -> None:

@@ -30,6 +30,8 @@ class GlobalOptions:
     token: str | None
     token_file: str | None
     cacert: str | None
+    client_cert: str | None
+    client_key: str | None
     key: str | None
     trust: str | None
     profile: str | None
@@ -40,7 +42,8 @@ class GlobalOptions:
         from vaultkey.config import resolve
 
         explicit = {"addr": self.addr, "token": self.token, "token_file": self.token_file,
-                    "cacert": self.cacert, "key": self.key, "trust": self.trust}
+                    "cacert": self.cacert, "client_cert": self.client_cert,
+                    "client_key": self.client_key, "key": self.key, "trust": self.trust}
         return Client(settings=resolve(explicit, profile=self.profile, config_path=self.config))
 
 
@@ -54,6 +57,10 @@ class GlobalOptions:
               help="Read the token from FILE [env VAULTKEY_TOKEN_FILE].")
 @click.option("--cacert", metavar="FILE",
               help="CA certificate of the proxy's TLS certificate [env VAULTKEY_CACERT].")
+@click.option("--client-cert", metavar="FILE",
+              help="TLS client certificate, if the proxy requires one [env VAULTKEY_CLIENT_CERT].")
+@click.option("--client-key", metavar="FILE",
+              help="Key of the TLS client certificate [env VAULTKEY_CLIENT_KEY].")
 @click.option("--key", metavar="FILE", help="Your secret key file [env VAULTKEY_KEY].")
 @click.option("--trust", metavar="PATH",
               help="Trusted recipient keys: a directory of .pub files or a file of key ids "
