@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from vaultkey.acl import Policy, PolicySet, check_policy_text, duplicate_group_errors
+from vaultkey.acl import Policy, PolicySet, duplicate_group_errors
+from vaultkey.aclparse import check_policy_text
 from vaultkey.errors import KeyFileError, PolicyError
 from vaultkey.keys import PUBLIC_TAG, SECRET_TAG, PublicKey
 

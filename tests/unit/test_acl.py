@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from vaultkey.acl import Capability, Policy, PolicySet, Rule, check_policy_text, parse_policy
+from vaultkey.acl import Capability, Policy, PolicySet, Rule
+from vaultkey.aclparse import check_policy_text, parse_policy
 from vaultkey.errors import PolicyError
 
 PAYMENTS = """\

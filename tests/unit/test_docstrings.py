@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 PURE_MODULES = ["vaultkey", "vaultkey.errors", "vaultkey.paths", "vaultkey.keys",
-                "vaultkey.envelope", "vaultkey.crypto", "vaultkey.acl"]
+                "vaultkey.envelope", "vaultkey.crypto", "vaultkey.acl", "vaultkey.aclparse",
+                "vaultkey.trust", "vaultkey.proxy.tokens", "vaultkey._http"]
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)

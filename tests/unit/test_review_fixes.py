@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from vaultkey._cli import main
-from vaultkey.acl import parse_policy
+from vaultkey.aclparse import parse_policy
 from vaultkey.config import resolve
 from vaultkey.crypto import write_keypair
 from vaultkey.errors import PolicyError
