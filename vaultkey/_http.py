@@ -21,16 +21,11 @@ from vaultkey.errors import (
     VaultkeyError,
 )
 
-_BY_STATUS: dict[int, type[VaultkeyError]] = {
-    401: Unauthenticated,
-    403: PermissionDenied,
-    404: NotFound,
-    409: Conflict,
-    413: ValueTooLarge,
-    422: UsageError,
-    502: StoreError,
-    503: Unavailable,
-}
+# The errors a proxy answers with; status and code are declared on each class.
+_WIRE: tuple[type[VaultkeyError], ...] = (
+    Unauthenticated, PermissionDenied, NotFound, Conflict, ValueTooLarge, MalformedEnvelope,
+    UsageError, StoreError, Unavailable,
+)
 
 
 def error_from_response(status: int, body: Any) -> VaultkeyError:
@@ -38,9 +33,8 @@ def error_from_response(status: int, body: Any) -> VaultkeyError:
     error = body.get("error", {}) if isinstance(body, dict) else {}
     message = error.get("message") or f"HTTP {status}"
     hint = error.get("hint")
-    if status == 422 and error.get("code") == "invalid_envelope":
-        return MalformedEnvelope(message, hint=hint)
-    cls = _BY_STATUS.get(status)
-    if cls is None:
+    by_status = [cls for cls in _WIRE if cls.http_status == status]
+    if not by_status:
         return StoreError(f"proxy answered HTTP {status}: {message}")
-    return cls(message, hint=hint)
+    exact = [cls for cls in by_status if cls.code == error.get("code")]
+    return (exact or by_status)[-1](message, hint=hint)

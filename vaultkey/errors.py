@@ -35,6 +35,9 @@ class VaultkeyError(Exception):
     """Base class of every error vaultkey raises deliberately."""
 
     exit_code: int = 1
+    # How the proxy answers this error over HTTP (and how the SDK maps it back).
+    http_status: int = 500
+    code: str = "internal"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -51,6 +54,9 @@ class VaultkeyError(Exception):
 class UsageError(VaultkeyError):
     """The caller passed something invalid (argument, option, value)."""
 
+    http_status = 422
+    code = "invalid_request"
+
     exit_code = 64
 
 
@@ -61,6 +67,9 @@ class InvalidPath(UsageError):
 class ValueTooLarge(UsageError):
     """The envelope would exceed etcd's request size limit."""
 
+    http_status = 413
+    code = "value_too_large"
+
 
 class KeyFileError(VaultkeyError):
     """A key file cannot be used: missing, too open, corrupted or of the wrong type."""
@@ -70,6 +79,9 @@ class KeyFileError(VaultkeyError):
 
 class MalformedEnvelope(VaultkeyError):
     """The bytes are not a well-formed vaultkey envelope (parse-time check)."""
+
+    http_status = 422
+    code = "invalid_envelope"
 
     exit_code = 65
 
@@ -89,6 +101,9 @@ class UntrustedRecipient(VaultkeyError):
 class PolicyError(VaultkeyError):
     """A policy file is invalid."""
 
+    http_status = 500
+    code = "policy_error"
+
     exit_code = 78
 
     def __init__(
@@ -106,11 +121,17 @@ class PolicyError(VaultkeyError):
 class NotFound(VaultkeyError):
     """The key does not exist (only ever reported to callers allowed to read it)."""
 
+    http_status = 404
+    code = "not_found"
+
     exit_code = 3
 
 
 class PermissionDenied(VaultkeyError):
     """The caller's group may not do this on this path."""
+
+    http_status = 403
+    code = "permission_denied"
 
     exit_code = 4
 
@@ -118,17 +139,26 @@ class PermissionDenied(VaultkeyError):
 class Unauthenticated(VaultkeyError):
     """No token, or the token is unknown, expired or revoked."""
 
+    http_status = 401
+    code = "unauthenticated"
+
     exit_code = 5
 
 
 class Conflict(VaultkeyError):
     """A compare-and-swap or create-only write lost the race."""
 
+    http_status = 409
+    code = "conflict"
+
     exit_code = 6
 
 
 class Unavailable(VaultkeyError):
     """etcd or the proxy cannot be reached; retrying later may succeed."""
+
+    http_status = 503
+    code = "unavailable"
 
     exit_code = 8
 
@@ -141,6 +171,9 @@ class Unavailable(VaultkeyError):
 
 class StoreError(VaultkeyError):
     """etcd answered with an error that is neither unavailability nor a conflict."""
+
+    http_status = 502
+    code = "store_error"
 
     exit_code = 8
 

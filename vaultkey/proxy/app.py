@@ -28,16 +28,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vaultkey._version import __version__
 from vaultkey.errors import (
-    Conflict,
-    MalformedEnvelope,
-    NotFound,
-    PermissionDenied,
     PolicyError,
     StoreError,
     Unauthenticated,
     Unavailable,
     UsageError,
-    ValueTooLarge,
     VaultkeyError,
 )
 from vaultkey.proxy.config import ProxyConfig
@@ -47,27 +42,8 @@ from vaultkey.proxy.state import ProxyState
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("vaultkey.audit")
 
-# Most specific first: the first matching class decides the status.
-_STATUS: list[tuple[type[VaultkeyError], int, str]] = [
-    (ValueTooLarge, 413, "value_too_large"),
-    (UsageError, 422, "invalid_request"),
-    (MalformedEnvelope, 422, "invalid_envelope"),
-    (Unauthenticated, 401, "unauthenticated"),
-    (PermissionDenied, 403, "permission_denied"),
-    (NotFound, 404, "not_found"),
-    (Conflict, 409, "conflict"),
-    (Unavailable, 503, "unavailable"),
-    (StoreError, 502, "store_error"),
-    (PolicyError, 500, "policy_error"),
-]
-
-
 def error_response(exc: VaultkeyError) -> JSONResponse:
-    status, code = 500, "internal"
-    for cls, st, name in _STATUS:
-        if isinstance(exc, cls):
-            status, code = st, name
-            break
+    status, code = exc.http_status, exc.code  # declared on each class in vaultkey.errors
     headers = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="vaultkey"'
