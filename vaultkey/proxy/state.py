@@ -16,6 +16,7 @@ from vaultkey.errors import PolicyError, VaultkeyError
 from vaultkey.keys import PublicKey
 from vaultkey.policyload import LoadedPolicies, load_policy_dir, resolve_key_entry
 from vaultkey.proxy.config import ProxyConfig
+from vaultkey.proxy.kvstore import AsyncKV, Blocking
 from vaultkey.proxy.metrics import Metrics
 from vaultkey.proxy.tokens import TokenRegistry
 from vaultkey.store import EtcdConnection, EtcdStore
@@ -33,7 +34,8 @@ class ProxyState:
         self.policies: LoadedPolicies = load_policy_dir(config.policies)
         self.escrow = load_escrow_keys(config.escrow_keys)
         self.conn = EtcdConnection(config.etcd_settings())
-        self.kv = EtcdStore(self.conn, config.root + "/kv")
+        self.blocking = Blocking()
+        self.kv = AsyncKV(EtcdStore(self.conn, config.root + "/kv"), self.blocking)
         self.sys = EtcdStore(self.conn, config.root + "/sys")
         self.tokens = TokenRegistry(self.sys, config.admin_token.strip())
         self.metrics = Metrics()

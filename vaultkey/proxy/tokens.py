@@ -124,11 +124,14 @@ class TokenRegistry:
             raise NotFound(f"no token with id {token_id!r}")
         self._cache.pop(token_id, None)
 
+    def _cached(self, token_id: str) -> TokenRecord | None:
+        hit = self._cache.get(token_id)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        return None
+
     def _record(self, token_id: str) -> TokenRecord | None:
         now = time.monotonic()
-        hit = self._cache.get(token_id)
-        if hit is not None and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
         entry = self._store.get(f"/tokens/{token_id}")
         record = TokenRecord(**json.loads(entry.value)) if entry else None
         if record is not None:
@@ -137,8 +140,12 @@ class TokenRegistry:
             self._cache.pop(token_id, None)
         return record
 
-    def authenticate(self, token: str | None) -> Caller:
-        """Map a presented token to a Caller or raise Unauthenticated. Blocking (etcd)."""
+    def authenticate(self, token: str | None, *, cached_only: bool = False) -> Caller | None:
+        """Map a presented token to a Caller or raise Unauthenticated.
+
+        Reads etcd on a cache miss (blocking); with ``cached_only`` it returns
+        None instead, so the caller can do that read off the event loop.
+        """
         if not token:
             raise Unauthenticated("missing token", hint="send 'Authorization: Bearer <token>'")
         presented = hash_token(token)
@@ -146,7 +153,11 @@ class TokenRegistry:
         if hmac.compare_digest(presented, self._admin_hash):
             return Caller("admin", self._admin_id)
         token_id = parse_token_id(token)
-        record = self._record(token_id) if token_id else None
+        record = self._cached(token_id) if token_id else None
+        if token_id and record is None:
+            if cached_only:
+                return None
+            record = self._record(token_id)
         stored = record.hash if record else _DUMMY_HASH
         if not hmac.compare_digest(presented, stored) or record is None:
             raise Unauthenticated("invalid or revoked token")

@@ -11,7 +11,6 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from vaultkey.acl import Capability
@@ -108,8 +107,7 @@ async def kv_get(
         prefix = validate_prefix("/" + path)
         audit.update(op="kv.load" if recursive else "kv.list", path=prefix)
         _require(policies, caller, prefix, Capability.LIST, audit, is_prefix=True)
-        entries, revision = await run_in_threadpool(state.kv.range, prefix,
-                                                     keys_only=not recursive)
+        entries, revision = await state.kv.range(prefix, keys_only=not recursive)
         group = caller.group or ""
         readable = [e for e in entries if _listable(policies, group, e.path)]
         audit["revision"] = revision
@@ -122,7 +120,7 @@ async def kv_get(
     key = validate_key("/" + path)
     audit.update(op="kv.read", path=key)
     _require(policies, caller, key, Capability.READ, audit)
-    entry = await run_in_threadpool(state.kv.get, key)
+    entry = await state.kv.get(key)
     if entry is None:
         raise NotFound(f"{key} not found")
     audit["revision"] = entry.mod_revision
@@ -144,9 +142,8 @@ async def kv_put(path: str, request: Request, caller: GroupCaller, state: StateD
         _require_conditional(policies, caller, key)
     body = await _read_body(request)
     check_envelope(body, key, policies, state.escrow)
-    revision = await run_in_threadpool(
-        lambda: state.kv.put(key, body, if_revision=if_match, create_only=none_match is not None)
-    )
+    revision = await state.kv.put(key, body, if_revision=if_match,
+                                  create_only=none_match is not None)
     audit["revision"] = revision
     return {"path": key, "revision": revision}
 
@@ -161,7 +158,7 @@ async def kv_delete(path: str, request: Request, caller: GroupCaller, state: Sta
     if_match = _revision_header(request.headers.get("if-match"), "If-Match")
     if if_match is not None:
         _require_conditional(policies, caller, key)
-    existed = await run_in_threadpool(lambda: state.kv.delete(key, if_revision=if_match))
+    existed = await state.kv.delete(key, if_revision=if_match)
     if not _may_read(policies, caller, key):
         # Why: a caller who may delete but not read must not learn whether the key existed.
         return {"path": key}

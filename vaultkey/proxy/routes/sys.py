@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
-from starlette.concurrency import run_in_threadpool
 
 from vaultkey.acl import Capability
 from vaultkey.errors import PermissionDenied
@@ -22,7 +21,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: etcd answers")
 async def readyz(state: StateDep) -> dict[str, Any]:
-    revision = await run_in_threadpool(state.kv.ping)
+    revision = await state.kv.ping()
     return {"status": "ok", "etcd_revision": revision}
 
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from vaultkey.errors import UsageError, ValueTooLarge
 from vaultkey.proxy.deps import AdminCaller, AuditDep, StateDep
@@ -51,16 +50,15 @@ async def create_token(request: Request, _admin: AdminCaller, state: StateDep,
     if body.group not in state.policies.policy_set.groups:
         raise UsageError(f"no policy defines group {body.group!r}")
     ttl = parse_ttl(body.ttl) if body.ttl else None
-    token, record = await run_in_threadpool(
-        lambda: state.tokens.create(body.group, name=body.name, ttl=ttl)
-    )
+    token, record = await state.blocking.run(state.tokens.create, body.group, name=body.name,
+                                             ttl=ttl)
     return {"token": token, **record.public()}
 
 
 @router.get("", summary="List tokens (never their secrets)")
 async def list_tokens(_admin: AdminCaller, state: StateDep, audit: AuditDep) -> dict[str, Any]:
     audit.update(op="token.list", decision="allow")
-    records = await run_in_threadpool(state.tokens.list)
+    records = await state.blocking.run(state.tokens.list)
     return {"tokens": [r.public() for r in records]}
 
 
@@ -68,5 +66,5 @@ async def list_tokens(_admin: AdminCaller, state: StateDep, audit: AuditDep) -> 
 async def revoke_token(token_id: str, _admin: AdminCaller, state: StateDep,
                        audit: AuditDep) -> dict[str, Any]:
     audit.update(op="token.revoke", path=f"token:{token_id}", decision="allow")
-    await run_in_threadpool(state.tokens.revoke, token_id)
+    await state.blocking.run(state.tokens.revoke, token_id)
     return {"id": token_id, "revoked": True}
