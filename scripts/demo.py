@@ -45,7 +45,7 @@ def start_dev() -> tuple[subprocess.Popen[str], dict[str, str], str]:
             exports[m.group(1)] = m.group(2)
         if m := re.match(r"# etcd (\S+)", line.strip()):
             etcd_url = m.group(1)
-    return proc, {**env, **exports, "VAULTKEY_CONFIG": "/nonexistent"}, etcd_url
+    return proc, {**env, **exports, "VAULTKEY_CONFIG": "/dev/null"}, etcd_url
 
 
 def vk(env: dict[str, str], *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:

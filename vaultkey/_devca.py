@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from vaultkey._files import write_private
 
 
 @dataclass(frozen=True)
@@ -32,21 +33,14 @@ def _name(cn: str) -> x509.Name:
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vaultkey dev")])
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
 def make_dev_tls(directory: Path, days: int = 30) -> DevTLS:
     """Write ca.pem, server.pem and server.key into *directory* (reused if present)."""
     out = DevTLS(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    if out.ca.exists() and out.cert.exists() and out.key.exists():
-        return out
     now = dt.datetime.now(dt.UTC)
+    if out.ca.exists() and out.cert.exists() and out.key.exists():
+        cert = x509.load_pem_x509_certificate(out.cert.read_bytes())
+        if cert.not_valid_after_utc > now + dt.timedelta(days=1):
+            return out  # still good: keep it, so existing VAULTKEY_CACERT settings work
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder().subject_name(_name("vaultkey dev CA"))
@@ -79,7 +73,7 @@ def make_dev_tls(directory: Path, days: int = 30) -> DevTLS:
     )
     out.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_secret(out.key, key.private_bytes(serialization.Encoding.PEM,
+    write_private(out.key, key.private_bytes(serialization.Encoding.PEM,
                                              serialization.PrivateFormat.PKCS8,
                                              serialization.NoEncryption()))
     return out

@@ -54,6 +54,16 @@ def find_etcd() -> str:
     )
 
 
+def _require_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"cannot start etcd: port {port} on 127.0.0.1 is in use "
+                             f"({exc.strerror})") from exc
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -99,6 +109,8 @@ class EtcdProcess:
         data.mkdir(parents=True, exist_ok=True)
         cport = client_port or free_port()
         pport = peer_port or free_port()
+        for port in (cport, pport):
+            _require_free(port)
         client_url = f"{'https' if tls else 'http'}://127.0.0.1:{cport}"
         args = [
             binary or find_etcd(),
@@ -152,7 +164,8 @@ class EtcdProcess:
             with contextlib.suppress(OSError), urllib.request.urlopen(  # noqa: S310
                 f"{self.url}/health", timeout=1, context=ctx
             ) as resp:
-                if b'"health":"true"' in resp.read():
+                # Healthy, and still ours: another etcd on the same port would answer too.
+                if b'"health":"true"' in resp.read() and self.proc.poll() is None:
                     return
             time.sleep(0.05)
         raise Unavailable(

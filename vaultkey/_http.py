@@ -13,6 +13,7 @@ from vaultkey.errors import (
     MalformedEnvelope,
     NotFound,
     PermissionDenied,
+    ProtocolError,
     StoreError,
     Unauthenticated,
     Unavailable,
@@ -28,13 +29,27 @@ _WIRE: tuple[type[VaultkeyError], ...] = (
 )
 
 
-def error_from_response(status: int, body: Any) -> VaultkeyError:
+_UNAUTHENTICATED_HINT = ("check VAULTKEY_TOKEN / --token-file; group tokens come from "
+                         "`vaultkey token create`")
+
+
+def error_from_response(status: int, body: Any, addr: str = "the proxy") -> VaultkeyError:
     """Map an error response to the vaultkey exception tree."""
-    error = body.get("error", {}) if isinstance(body, dict) else {}
-    message = error.get("message") or f"HTTP {status}"
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        # Not a vaultkey error body: a gateway, a load balancer, or the wrong address.
+        if status in (502, 503, 504):
+            return Unavailable(f"HTTP {status} from {addr}, not from a vaultkey proxy",
+                               hint="a gateway in front of the proxy could not reach it")
+        return ProtocolError(f"{addr} answered HTTP {status}, which is not a vaultkey answer",
+                             hint="check --addr / VAULTKEY_ADDR")
+    message = str(error.get("message") or f"HTTP {status}")
     hint = error.get("hint")
     by_status = [cls for cls in _WIRE if cls.http_status == status]
     if not by_status:
-        return StoreError(f"proxy answered HTTP {status}: {message}")
+        return ProtocolError(f"unexpected HTTP {status} from {addr}: {message}")
     exact = [cls for cls in by_status if cls.code == error.get("code")]
-    return (exact or by_status)[-1](message, hint=hint)
+    cls = (exact or by_status)[-1]
+    if cls is Unauthenticated:
+        hint = _UNAUTHENTICATED_HINT
+    return cls(message, hint=hint if isinstance(hint, str) else None)

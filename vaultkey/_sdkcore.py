@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from vaultkey import config as _config
 from vaultkey._http import error_from_response
-from vaultkey.errors import Unavailable, UsageError
+from vaultkey.errors import ProtocolError, Unavailable, UsageError
 from vaultkey.keys import PublicKey
 from vaultkey.paths import validate_key, validate_prefix
 
@@ -111,8 +111,7 @@ class _Ops:
         return self._trust
 
     def _decrypt(self, path: str, entry: dict[str, Any]) -> Item:
-        from vaultkey.crypto import decrypt
-        from vaultkey.envelope import Envelope
+        from vaultkey.crypto import open_envelope, parse_for_decryption
         from vaultkey.errors import DecryptionError
         from vaultkey.keys import format_key_id
 
@@ -120,8 +119,9 @@ class _Ops:
             blob = base64.b64decode(entry["envelope"], validate=True)
         except (KeyError, ValueError, TypeError):
             raise DecryptionError(f"{path}: the proxy returned no valid envelope") from None
-        value = decrypt(blob, path, self.secret_key())
-        kids = tuple(format_key_id(k) for k in Envelope.parse(blob).recipient_kids)
+        env = parse_for_decryption(blob)
+        value = open_envelope(env, path, self.secret_key())
+        kids = tuple(format_key_id(k) for k in env.recipient_kids)
         return Item(path, value, int(entry["revision"]), int(entry["create_revision"]),
                     int(entry["version"]), kids)
 
@@ -147,7 +147,11 @@ class _Ops:
     def op_get_many(self, prefix: str) -> Op[dict[str, bytes]]:
         pfx = validate_prefix(prefix)
         resp = yield Request("GET", _kv_url(pfx), params={"recursive": "true"})
-        return {e["path"]: self._decrypt(e["path"], e).value for e in resp.body["entries"]}
+        entries = resp.body["entries"]
+        stray = [e["path"] for e in entries if not str(e["path"]).startswith(pfx)]
+        if stray:
+            raise ProtocolError(f"the proxy returned keys outside {pfx}: {stray[:3]}")
+        return {e["path"]: self._decrypt(e["path"], e).value for e in entries}
 
     def op_list(self, prefix: str) -> Op[list[str]]:
         pfx = validate_prefix(prefix)
@@ -245,14 +249,14 @@ class Attempts:
         return iter(range(self.total))
 
     def check(self, raw: httpx.Response) -> Response:
-        return _response(raw)
+        return _response(raw, self.addr)
 
     def unreachable(self, exc: Exception) -> Unavailable:
         return _unreachable(self.addr, exc)
 
     def delay(self, attempt: int, error: Unavailable) -> float:
         """Seconds to wait before the next attempt; re-raises *error* after the last."""
-        if attempt + 1 >= self.total:
+        if attempt + 1 >= self.total or not error.retryable:
             raise error
         base = min(2.0, 0.1 * 2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
         return float(max(base, min(error.retry_after or 0.0, 2.0)))
@@ -263,18 +267,40 @@ def send_kwargs(req: Request) -> dict[str, Any]:
             "json": req.json}
 
 
-def _response(resp: httpx.Response) -> Response:
+def _response(resp: httpx.Response, addr: str) -> Response:
     try:
         body = resp.json()
     except ValueError:
         body = None
     if resp.status_code >= 400:
-        error = error_from_response(resp.status_code, body)
+        error = error_from_response(resp.status_code, body, addr)
         retry_after = resp.headers.get("retry-after", "")
         if isinstance(error, Unavailable) and retry_after.isdigit():
             error.retry_after = float(retry_after)
         raise error
+    if resp.status_code != 200 or not isinstance(body, dict):
+        raise ProtocolError(
+            f"{addr} did not answer like a vaultkey proxy (HTTP {resp.status_code}, "
+            f"{resp.headers.get('content-type', 'no content type')})",
+            hint="check --addr / VAULTKEY_ADDR")
     return Response(resp.status_code, body)
+
+
+def advance(op: Op[T], response: Response | None) -> tuple[bool, Any]:
+    """Feed *response* to *op* (None starts it): ``(False, next request)`` or ``(True, result)``.
+
+    A malformed answer surfaces inside an operation as KeyError/TypeError/ValueError
+    (vaultkey's own errors are none of those); it is reported as one ProtocolError.
+    """
+    try:
+        request = next(op) if response is None else op.send(response)
+    except StopIteration as done:
+        return True, done.value
+    except (KeyError, TypeError, ValueError) as exc:
+        op.close()
+        raise ProtocolError(f"unexpected answer from the proxy ({type(exc).__name__}: {exc})",
+                            hint="is --addr a vaultkey proxy of a compatible version?") from exc
+    return False, request
 
 
 def _unreachable(addr: str, exc: Exception) -> Unavailable:
@@ -282,5 +308,10 @@ def _unreachable(addr: str, exc: Exception) -> Unavailable:
 
     # A local protocol error quotes the offending header, which may hold the token.
     detail = type(exc).__name__ if isinstance(exc, httpx.LocalProtocolError) else str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
+        # Retrying will not help: the proxy's certificate is not signed by the CA we trust.
+        return Unavailable(f"TLS verification of {addr} failed: {detail}", retryable=False,
+                           hint="check --cacert / VAULTKEY_CACERT (the CA that signed the "
+                           "proxy's certificate) and that the certificate has not expired")
     return Unavailable(f"cannot reach the vaultkey proxy at {addr}: {detail}",
                        hint="check --addr / VAULTKEY_ADDR and that the proxy is running")

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vaultkey import config as _config
-from vaultkey._sdkcore import Item, Op, Request, Response, _Ops, send_kwargs
+from vaultkey._sdkcore import Item, Op, Request, Response, _Ops, advance, send_kwargs
 from vaultkey.errors import Unavailable, VaultkeyError
 from vaultkey.keys import PublicKey
 
@@ -98,12 +98,11 @@ class Client(_Base):
         raise AssertionError("unreachable")
 
     def _run(self, op: Op[T]) -> T:
-        try:
-            req = next(op)
-            while True:
-                req = op.send(self._send(req))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        done, step = advance(op, None)
+        while not done:
+            done, step = advance(op, self._send(step))
+        result: T = step
+        return result
 
     def read(self, path: str) -> Item:
         """The decrypted value at *path* with its revision and recipients."""
@@ -174,12 +173,11 @@ class AsyncClient(_Base):
         raise AssertionError("unreachable")
 
     async def _run(self, op: Op[T]) -> T:
-        try:
-            req = next(op)
-            while True:
-                req = op.send(await self._send(req))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        done, step = advance(op, None)
+        while not done:
+            done, step = advance(op, await self._send(step))
+        result: T = step
+        return result
 
     async def read(self, path: str) -> Item:
         return await self._run(self._ops.op_read(path))

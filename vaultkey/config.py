@@ -73,11 +73,16 @@ def read_token_file(path: str) -> str:
 
 
 def load_profile(name: str | None, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The named (or default) profile from the config file; {} if there is no file."""
-    cfg = Path(path) if path else default_config_path()
+    """The named (or default) profile from the config file.
+
+    A missing default file (~/.config/vaultkey/config.toml) means no profile; a
+    missing file that was asked for explicitly is an error.
+    """
+    cfg = Path(path).expanduser() if path else default_config_path()
     if not cfg.exists():
-        if name:
-            raise UsageError(f"profile {name!r} requested but {cfg} does not exist")
+        if name or path:
+            raise UsageError(f"config file {cfg} does not exist",
+                             hint="create it, or unset --config / VAULTKEY_CONFIG")
         return {}
     try:
         data = tomllib.loads(cfg.read_text(encoding="utf-8"))
@@ -104,27 +109,27 @@ def resolve(
     profile: str | None = None,
     config_path: str | os.PathLike[str] | None = None,
 ) -> ClientSettings:
-    """Combine explicit values > environment > profile > defaults."""
+    """Combine the settings: explicit values first, then the environment or a profile.
+
+    Order: explicit values > an explicitly chosen profile (``--profile`` /
+    ``VAULTKEY_PROFILE``) > ``VAULTKEY_*`` environment > the config file's
+    ``default_profile`` > defaults. Why a chosen profile beats the environment:
+    ``--profile prod`` must never send a token left in VAULTKEY_TOKEN by a dev
+    shell to the prod address.
+    """
     environ = os.environ if env is None else env
-    merged: dict[str, Any] = load_profile(
-        profile or environ.get("VAULTKEY_PROFILE"),
-        config_path or environ.get("VAULTKEY_CONFIG"),
-    )
-    for name, var in _ENV.items():
-        if environ.get(var) and name not in ("token", "token_file"):
-            merged[name] = environ[var]
-    # VAULTKEY_TOKEN beats VAULTKEY_TOKEN_FILE, which beats the profile's token_file.
-    if environ.get("VAULTKEY_TOKEN"):
-        merged["token"] = environ["VAULTKEY_TOKEN"]
-        merged.pop("token_file", None)
-    elif environ.get("VAULTKEY_TOKEN_FILE"):
-        merged["token_file"] = environ["VAULTKEY_TOKEN_FILE"]
-        merged.pop("token", None)
+    chosen = profile or environ.get("VAULTKEY_PROFILE")
+    merged: dict[str, Any] = load_profile(chosen, config_path or environ.get("VAULTKEY_CONFIG"))
+    if not chosen:
+        _apply_env(merged, environ)
     for name, value in (explicit or {}).items():
         if value is not None:
             merged[name] = value
             if name in ("token", "token_file"):
                 merged.pop("token_file" if name == "token" else "token", None)
+    for name in ("token_file", "cacert", "client_cert", "client_key", "key", "trust"):
+        if isinstance(merged.get(name), str):
+            merged[name] = os.path.expanduser(merged[name])
     token_file = merged.pop("token_file", None)
     if token_file and not merged.get("token"):
         merged["token"] = read_token_file(token_file)
@@ -135,3 +140,16 @@ def resolve(
             raise UsageError(f"bad timeout {merged['timeout']!r}: a number of seconds") from None
     known = {f.name for f in fields(ClientSettings)}
     return ClientSettings(**{k: v for k, v in merged.items() if k in known})
+
+
+def _apply_env(merged: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, var in _ENV.items():
+        if environ.get(var) and name not in ("token", "token_file"):
+            merged[name] = environ[var]
+    # VAULTKEY_TOKEN beats VAULTKEY_TOKEN_FILE, which beats the profile's token_file.
+    if environ.get("VAULTKEY_TOKEN"):
+        merged["token"] = environ["VAULTKEY_TOKEN"]
+        merged.pop("token_file", None)
+    elif environ.get("VAULTKEY_TOKEN_FILE"):
+        merged["token_file"] = environ["VAULTKEY_TOKEN_FILE"]
+        merged.pop("token", None)

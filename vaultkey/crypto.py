@@ -36,6 +36,7 @@ import nacl.exceptions
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from vaultkey._files import write_private
 from vaultkey.envelope import (
     MAX_ENVELOPE_BYTES,
     NONCE_BYTES,
@@ -142,18 +143,11 @@ def write_keypair(name: str | os.PathLike[str], *, force: bool = False) -> tuple
                 raise KeyFileError(f"{existing} already exists; refusing to overwrite it",
                                    hint="choose another name or pass --force")
     secret = SecretKey.generate()
-    if force:
-        # Why unlink first: O_EXCL below then never follows a planted symlink.
-        for old in (key_path, pub_path):
-            if old.is_symlink() or old.exists():
-                old.unlink()
-    # Create with 0600 from the start: never a moment where the secret is readable.
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, secret.to_file_text(f"name: {base.name}").encode())
-    finally:
-        os.close(fd)
+    if force and (pub_path.is_symlink() or pub_path.exists()):
+        pub_path.unlink()
+    # 0600 from the first byte; with force an old file (or planted symlink) is replaced.
+    write_private(key_path, secret.to_file_text(f"name: {base.name}").encode(),
+                  exclusive=not force)
     fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         os.write(fd, secret.public.to_file_text(f"name: {base.name}").encode())
@@ -249,10 +243,19 @@ def decrypt(blob: bytes, path: str, key: SecretKey) -> bytes:
     unknown version, an envelope bound to another path, no stanza for this
     key, or any failed integrity check.
     """
+    return open_envelope(parse_for_decryption(blob), path, key)
+
+
+def parse_for_decryption(blob: bytes) -> Envelope:
+    """Parse envelope bytes; any problem is the one DecryptionError."""
     try:
-        env = Envelope.parse(blob)
+        return Envelope.parse(blob)
     except MalformedEnvelope as exc:
         raise DecryptionError(f"malformed envelope: {exc.message}") from None
+
+
+def open_envelope(env: Envelope, path: str, key: SecretKey) -> bytes:
+    """Decrypt a parsed envelope read from *path* (see :func:`decrypt`)."""
     # Why: the path is in the associated data, but we also compare it here so the
     # error says what happened when a ciphertext was copied to another key.
     if not hmac.compare_digest(env.path.encode("utf-8"), path.encode("utf-8", "replace")):

@@ -19,7 +19,8 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     ├── Unauthenticated              missing, bad, expired or revoked token (exit 5)
     ├── Conflict                     compare-and-swap or create-only lost (exit 6)
     ├── Unavailable                  etcd or the proxy cannot be reached (exit 8)
-    └── StoreError                   etcd answered with an unexpected error (exit 8)
+    ├── StoreError                   etcd answered with an unexpected error (exit 8)
+    └── ProtocolError                the server did not answer like a vaultkey proxy (exit 1)
 
 Example::
 
@@ -163,10 +164,12 @@ class Unavailable(VaultkeyError):
     exit_code = 8
 
     def __init__(
-        self, message: str, *, hint: str | None = None, retry_after: float | None = None
+        self, message: str, *, hint: str | None = None, retry_after: float | None = None,
+        retryable: bool = True,
     ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+        self.retryable = retryable
 
 
 class StoreError(VaultkeyError):
@@ -178,6 +181,12 @@ class StoreError(VaultkeyError):
     exit_code = 8
 
 
+class ProtocolError(VaultkeyError):
+    """The answer was not what a vaultkey proxy sends (wrong address, a gateway, a bug)."""
+
+    exit_code = 1
+
+
 __all__ = [
     "Conflict",
     "DecryptionError",
@@ -187,6 +196,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "PolicyError",
+    "ProtocolError",
     "StoreError",
     "Unauthenticated",
     "Unavailable",

@@ -165,28 +165,35 @@ class EtcdConnection:
         if old is not None:
             old.close()
 
-    def call(self, fn: Callable[[Any], T]) -> T:
+    def call(self, fn: Callable[[Any], T], *, idempotent: bool = True) -> T:
         """Run *fn(client)*, mapping errors.
 
-        With several endpoints, a connection failure marks the endpoint failed
-        and the call is retried on the next one (at most once per endpoint).
-        An expired etcd auth token is renewed by reconnecting once.
+        With several endpoints, a failed endpoint is skipped and the call is
+        retried on the next one (at most once per endpoint). Writes are retried
+        only when the request cannot have reached etcd (connection refused), never
+        after a timeout, when it may have been applied. An expired etcd auth
+        token is renewed by reconnecting once.
         """
         attempts = len(self._endpoints)
         reauthenticated = False
         while True:
             try:
                 return _mapped(lambda: fn(self.client()))
-            except Unavailable:
+            except Unavailable as exc:
                 attempts -= 1
-                if attempts <= 0:
+                if attempts <= 0 or not (idempotent or exc.retryable):
                     raise
-                log.warning("etcd endpoint failed; trying the next one")
+                log.warning("etcd endpoint %s failed (%s); trying the next one",
+                            self._current_endpoint(), exc.__cause__ or exc.message)
             except StoreError as exc:
                 if "auth token" not in exc.message or reauthenticated:
                     raise
                 reauthenticated = True
                 self.reset()
+
+    def _current_endpoint(self) -> str:
+        client = self._client
+        return str(getattr(client, "_current_endpoint_label", "?")) if client else "?"
 
     def close(self) -> None:
         self.reset()
@@ -196,13 +203,18 @@ def _mapped(fn: Callable[[], T]) -> T:
     """The gRPC -> vaultkey error boundary."""
     try:
         return fn()
+    except etcd3.exceptions.ConnectionTimeoutError as exc:
+        # The request may have been applied: callers must not blindly retry a write.
+        raise Unavailable("etcd did not answer in time", retry_after=1.0,
+                          retryable=False) from exc
     except _UNAVAILABLE_ERRORS as exc:
         raise Unavailable("etcd is unavailable", retry_after=1.0) from exc
     except grpc.RpcError as exc:
         code = exc.code() if hasattr(exc, "code") else None
         detail = exc.details() if hasattr(exc, "details") else str(exc)
         if code in _UNAVAILABLE_CODES:
-            raise Unavailable("etcd is unavailable", retry_after=1.0) from exc
+            raise Unavailable("etcd is unavailable", retry_after=1.0,
+                              retryable=code == grpc.StatusCode.UNAVAILABLE) from exc
         if "space exceeded" in str(detail):
             raise StoreError("etcd is out of space (NOSPACE alarm): compact, defragment and "
                              "disarm the alarm") from exc
@@ -248,11 +260,15 @@ class EtcdStore:
     def range(self, prefix: str, *, keys_only: bool = False) -> tuple[list[Entry], int]:
         """All entries under *prefix* in key order, read at one revision."""
         start = self._ns + validate_prefix(prefix).encode("utf-8")
-        resp = self.conn.call(
-            lambda c: c.get_range_response(
-                start, prefix_range_end(start), sort_order="ascend", keys_only=keys_only
+        try:
+            resp = self.conn.call(
+                lambda c: c.get_range_response(
+                    start, prefix_range_end(start), sort_order="ascend", keys_only=keys_only
+                )
             )
-        )
+        except ValueTooLarge:
+            raise UsageError(f"{prefix} holds more than one answer can carry (64 MiB)",
+                             hint="load a narrower prefix") from None
         return [_entry(kv, self._ns) for kv in resp.kvs], int(resp.header.revision)
 
     def put(
@@ -280,7 +296,8 @@ class EtcdStore:
         if if_revision is not None:
             compare.append(tx.Mod(key) == int(if_revision))
         op = tx.Put(key, value, lease=lease)
-        ok, responses = self.conn.call(lambda c: c.transaction(compare, [op], []))
+        ok, responses = self.conn.call(lambda c: c.transaction(compare, [op], []),
+                                       idempotent=False)
         if not ok:
             raise Conflict(self._conflict_message(path, if_revision, create_only))
         return int(responses[0].response_put.header.revision)
@@ -289,7 +306,8 @@ class EtcdStore:
         """Delete *path*; returns whether it existed. Raises Conflict if the CAS fails."""
         key = self._key(path)
         compare = [] if if_revision is None else [tx.Mod(key) == int(if_revision)]
-        ok, responses = self.conn.call(lambda c: c.transaction(compare, [tx.Delete(key)], []))
+        ok, responses = self.conn.call(lambda c: c.transaction(compare, [tx.Delete(key)], []),
+                                       idempotent=False)
         if not ok:
             raise Conflict(self._conflict_message(path, if_revision, False))
         return int(responses[0].response_delete_range.deleted) > 0
@@ -303,7 +321,8 @@ class EtcdStore:
     def _conflict_message(path: str, if_revision: int | None, create_only: bool) -> str:
         if create_only and if_revision is None:
             return f"{path} already exists (create-only write refused)"
-        return f"{path} was changed since revision {if_revision} (compare-and-swap refused)"
+        return (f"{path} is no longer at revision {if_revision} (changed or deleted since); "
+                "compare-and-swap refused")
 
 
 __all__ = ["Entry", "EtcdConnection", "EtcdSettings", "EtcdStore", "parse_endpoint"]

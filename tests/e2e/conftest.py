@@ -115,7 +115,7 @@ class Proxy:
         base.update(VAULTKEY_ADDR=self.addr, VAULTKEY_CACERT=str(self.ca_path),
                     VAULTKEY_TOKEN=self.tokens[group], VAULTKEY_KEY=str(self.key_path(group)),
                     VAULTKEY_TRUST=str(self.trust_dir()),
-                    VAULTKEY_CONFIG=str(self.workdir / "no-such-config.toml"))
+                    VAULTKEY_CONFIG="/dev/null")
         base.update(extra)
         return base
 

@@ -219,3 +219,33 @@ def test_shell_completion_scripts():
         r = subprocess.run([sys.executable, "-m", "vaultkey", "completion", shell],
                            capture_output=True, timeout=60, check=False)
         assert r.returncode == 0 and b"_VAULTKEY_COMPLETE" in r.stdout, shell
+
+
+def test_reader_that_goes_away_ends_get_quietly_with_141(proxy):
+    ok(vk(proxy, "alpha", "set", "/alpha/big-for-pipe", "-", stdin=b"x" * 1_000_000))
+    r = subprocess.run(
+        f"{sys.executable} -m vaultkey get /alpha/big-for-pipe | "
+        f"{sys.executable} -c 'import os; os.read(0, 10)'; "
+        "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+        env=proxy.env("alpha"), timeout=60, check=False)
+    assert r.stdout.strip() == b"141", r.stderr
+    assert b"Traceback" not in r.stderr
+
+
+def test_closed_stdout_or_stdin_are_clear_errors(proxy):
+    ok(vk(proxy, "alpha", "set", "/alpha/closed", "v"))
+    r = subprocess.run(f"{sys.executable} -m vaultkey get /alpha/closed >&-", shell=True,
+                       capture_output=True, env=proxy.env("alpha"), timeout=60, check=False)
+    assert r.returncode == 64 and b"stdout is closed" in r.stderr
+    r = subprocess.run(f"{sys.executable} -m vaultkey set /alpha/closed2 <&-", shell=True,
+                       capture_output=True, env=proxy.env("alpha"), timeout=60, check=False)
+    assert r.returncode == 64 and b"stdin is closed" in r.stderr
+
+
+def test_non_utf8_value_argument_is_stored_byte_exactly(proxy):
+    raw = b"caf\xe9-latin1"
+    r = subprocess.run([sys.executable.encode(), b"-m", b"vaultkey", b"set", b"/alpha/latin1",
+                        raw], capture_output=True, env=proxy.env("alpha"), timeout=60,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert ok(vk(proxy, "alpha", "get", "/alpha/latin1")) == raw

@@ -51,7 +51,7 @@ def _start_dev(*args: str) -> tuple[subprocess.Popen[str], dict[str, str], str]:
 
 def _cli(exports: dict[str, str], *args: str, stdin: bytes = b"") -> bytes:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTKEY_")}
-    env.update(exports, VAULTKEY_CONFIG="/nonexistent/config.toml")
+    env.update(exports, VAULTKEY_CONFIG="/dev/null")
     r = subprocess.run([sys.executable, "-m", "vaultkey", *args], input=stdin,
                        capture_output=True, env=env, timeout=60, check=False)
     assert r.returncode == 0, r.stderr.decode()
@@ -92,3 +92,43 @@ def test_dev_with_dir_keeps_state_for_reuse(tmp_path):
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=30)
     assert _processes_mentioning(str(state)) == []
+
+
+def _stop_with(proc: subprocess.Popen[str], sig: int) -> None:
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+
+
+def test_sigterm_and_sighup_also_clean_up():
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        proc, exports, _ = _start_dev()
+        state_dir = str(Path(exports["VAULTKEY_KEY"]).parent)
+        assert _processes_mentioning(state_dir + "/etcd")
+        _stop_with(proc, sig)
+        assert proc.returncode is not None
+        assert _processes_mentioning(state_dir) == [], sig
+        assert not Path(state_dir).exists(), sig
+
+
+def test_second_dev_on_the_same_dir_is_refused(tmp_path):
+    state = tmp_path / "vk"
+    proc, exports, _ = _start_dev("--dir", str(state))
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTKEY_")}
+        second = subprocess.run([sys.executable, "-m", "vaultkey", "dev", "--dir", str(state),
+                                 "--listen", f"127.0.0.1:{free_port()}"], env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert second.returncode == 64
+        assert "already running" in second.stderr
+        assert _cli(exports, "whoami").startswith(b"group token")  # the first is unharmed
+    finally:
+        _stop_with(proc, signal.SIGINT)
+
+
+def test_kept_dir_reuses_its_token(tmp_path):
+    state = tmp_path / "vk"
+    proc, first, _ = _start_dev("--dir", str(state))
+    _stop_with(proc, signal.SIGINT)
+    proc, second, _ = _start_dev("--dir", str(state))
+    _stop_with(proc, signal.SIGINT)
+    assert first["VAULTKEY_TOKEN"] == second["VAULTKEY_TOKEN"]

@@ -34,7 +34,7 @@ def test_client_ca_requires_a_client_certificate(proxy_factory, tls_ca, tmp_path
         assert with_cert.whoami()["kind"] == "admin"
     env = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADDR": proxy.addr, "VAULTKEY_CACERT": str(ca_path),
            "VAULTKEY_TOKEN": proxy.admin_token, "VAULTKEY_CLIENT_CERT": str(cert_path),
-           "VAULTKEY_CLIENT_KEY": str(key_path), "VAULTKEY_CONFIG": "/nonexistent"}
+           "VAULTKEY_CLIENT_KEY": str(key_path), "VAULTKEY_CONFIG": "/dev/null"}
     r = subprocess.run([sys.executable, "-m", "vaultkey", "whoami"], env=env,
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 0 and "admin token" in r.stdout

@@ -177,3 +177,14 @@ def test_insecure_on_loopback_serves_plain_http(tmp_path, etcd_server):
         proc.terminate()
         _out, err = proc.communicate(timeout=15)
     assert b"INSECURE" in err
+
+
+def test_sigterm_drains_the_audit_log(proxy_factory):
+    proxy = proxy_factory()
+    token = proxy.create_token("beta")
+    with proxy.client(token) as c:
+        for _ in range(50):
+            assert c.get("/v1/kv/beta/drain").status_code == 404
+    proxy.stop()  # SIGTERM, graceful
+    lines = [ln for ln in proxy.audit_path.read_text().splitlines() if "/beta/drain" in ln]
+    assert len(lines) == 50

@@ -26,11 +26,29 @@ def test_explicit_beats_env_beats_profile(tmp_path):
     assert "from-profile-file" not in repr(resolve({}, env=env, config_path=cfg))
 
 
-def test_env_token_beats_profile_token_file(tmp_path):
+def test_a_chosen_profile_beats_the_environment(tmp_path):
+    tf = tmp_path / "prod-token"
+    tf.write_text("prod-token")
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[profiles.p]\ntoken_file = "/nonexistent"\n')
-    s = resolve({}, env={"VAULTKEY_TOKEN": "env-token"}, profile="p", config_path=cfg)
-    assert s.token == "env-token"
+    cfg.write_text(f'[profiles.prod]\naddr = "https://prod:1"\ntoken_file = "{tf}"\n')
+    dev_shell = {"VAULTKEY_ADDR": "https://127.0.0.1:8443", "VAULTKEY_TOKEN": "dev-token"}
+    s = resolve({}, env=dev_shell, profile="prod", config_path=cfg)
+    assert (s.addr, s.token) == ("https://prod:1", "prod-token")
+    s = resolve({}, env={**dev_shell, "VAULTKEY_PROFILE": "prod"}, config_path=cfg)
+    assert (s.addr, s.token) == ("https://prod:1", "prod-token")
+
+
+def test_an_explicit_config_file_must_exist(tmp_path):
+    with pytest.raises(vaultkey.UsageError, match="does not exist"):
+        resolve({}, env={}, config_path=tmp_path / "missing.toml")
+    with pytest.raises(vaultkey.UsageError, match="does not exist"):
+        resolve({}, env={"VAULTKEY_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_home_is_expanded_in_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    s = resolve({"key": "~/k.key", "cacert": "~/ca.pem"}, env={}, config_path="/dev/null")
+    assert (s.key, s.cacert) == (f"{tmp_path}/k.key", f"{tmp_path}/ca.pem")
 
 
 @pytest.mark.parametrize(
@@ -122,3 +140,49 @@ def test_connection_errors_are_retried_for_reads():
     with Client("https://vk.test", "t", transport=httpx.MockTransport(handler)) as vk:
         assert vk.whoami()["kind"] == "admin"
     assert len(attempts) == 2
+
+
+def _serving(status: int, body: bytes, content_type: str = "text/html") -> httpx.MockTransport:
+    return httpx.MockTransport(lambda request: httpx.Response(
+        status, content=body, headers={"content-type": content_type}))
+
+
+@pytest.mark.parametrize("call", ["whoami", "list", "get_many", "get"])
+def test_a_server_that_is_not_a_vaultkey_proxy_is_a_protocol_error(call):
+    transport = _serving(200, b"<html>captive portal</html>")
+    with Client("https://vk.test", "t", transport=transport, key=SecretKey.generate()) as vk:
+        args = () if call == "whoami" else ("/a/b",) if call == "get" else ("/a/",)
+        with pytest.raises(vaultkey.ProtocolError, match="did not answer like a vaultkey"):
+            getattr(vk, call)(*args)
+
+
+def test_json_of_the_wrong_shape_is_a_protocol_error():
+    transport = _serving(200, b'{"unexpected": true}', "application/json")
+    with Client("https://vk.test", "t", transport=transport) as vk, \
+            pytest.raises(vaultkey.ProtocolError, match="unexpected answer"):
+        vk.list("/a/")
+
+
+def test_gateway_errors_are_unavailable_and_other_statuses_protocol_errors():
+    with Client("https://vk.test", "t", transport=_serving(502, b"<h1>Bad Gateway</h1>"),
+                retries=0) as vk, pytest.raises(vaultkey.Unavailable, match="HTTP 502"):
+        vk.whoami()
+    with Client("https://vk.test", "t", transport=_serving(500, b"oops"), retries=0) as vk, \
+            pytest.raises(vaultkey.ProtocolError, match="HTTP 500"):
+        vk.whoami()
+
+
+def test_get_many_refuses_keys_outside_the_prefix():
+    body = b'{"prefix": "/a/", "revision": 1, "entries": [{"path": "/b/x", "envelope": ""}]}'
+    with Client("https://vk.test", "t", transport=_serving(200, body, "application/json"),
+                key=SecretKey.generate()) as vk, \
+            pytest.raises(vaultkey.ProtocolError, match="outside /a/"):
+        vk.get_many("/a/")
+
+
+def test_401_hint_speaks_to_cli_users():
+    body = b'{"error": {"code": "unauthenticated", "message": "missing token", "hint": "x"}}'
+    with Client("https://vk.test", "t", transport=_serving(401, body, "application/json")) as vk, \
+            pytest.raises(vaultkey.Unauthenticated) as info:
+        vk.whoami()
+    assert "VAULTKEY_TOKEN" in info.value.diagnostics()

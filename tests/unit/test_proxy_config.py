@@ -71,3 +71,81 @@ def test_ttl_parsing(text, seconds):
 def test_bad_ttl_is_a_usage_error(bad):
     with pytest.raises(UsageError):
         parse_ttl(bad)
+
+
+class _SlowStore:
+    """An in-memory stand-in for the sys store whose reads can be paused (unit test only)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.data: dict[str, bytes] = {}
+        self.reading = threading.Event()
+        self.proceed = threading.Event()
+        self.proceed.set()
+
+    def put(self, path, value, **_kw):
+        self.data[path] = value
+        return 1
+
+    def get(self, path):
+        from vaultkey.store import Entry
+
+        value = self.data.get(path)
+        self.reading.set()
+        self.proceed.wait()
+        return None if value is None else Entry(path, value, 1, 1, 1)
+
+    def delete(self, path, **_kw):
+        return self.data.pop(path, None) is not None
+
+    def range(self, prefix, **_kw):
+        from vaultkey.store import Entry
+
+        return [Entry(p, v, 1, 1, 1) for p, v in self.data.items() if p.startswith(prefix)], 1
+
+
+def test_a_lookup_racing_a_revocation_does_not_revive_the_token():
+    import threading
+
+    from vaultkey.errors import Unauthenticated
+    from vaultkey.proxy.tokens import TokenRegistry
+
+    store = _SlowStore()
+    registry = TokenRegistry(store, "admin" * 8)
+    token, record = registry.create("g")
+    store.proceed.clear()
+    result: list[object] = []
+    lookup = threading.Thread(target=lambda: result.append(_try(registry, token)))
+    lookup.start()
+    store.reading.wait(5)  # the lookup has read the record from "etcd"...
+    registry.revoke(record.id)  # ...and the token is revoked before it caches it
+    store.proceed.set()
+    lookup.join(5)
+    assert isinstance(result[0], Unauthenticated)  # the racing lookup was refused too
+    with pytest.raises(Unauthenticated):
+        registry.authenticate(token)
+
+
+def _try(registry, token):
+    try:
+        return registry.authenticate(token)
+    except Exception as exc:  # noqa: BLE001 - the racing lookup may fail either way
+        return exc
+
+
+def test_token_records_from_newer_replicas_are_read_and_bad_ones_skipped():
+    import json
+
+    from vaultkey.proxy.tokens import TokenRecord, TokenRegistry
+
+    store = _SlowStore()
+    registry = TokenRegistry(store, "admin" * 8)
+    token, record = registry.create("g", name="n")
+    raw = json.loads(store.data[f"/tokens/{record.id}"])
+    raw["added_by_a_newer_version"] = True
+    store.data[f"/tokens/{record.id}"] = json.dumps(raw).encode()
+    store.data["/tokens/0000000000000000"] = b"not json"
+    assert registry.authenticate(token).group == "g"
+    assert [r.id for r in registry.list()] == [record.id]
+    assert TokenRecord.from_json(store.data[f"/tokens/{record.id}"]).name == "n"

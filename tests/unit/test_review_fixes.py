@@ -34,7 +34,7 @@ def test_env_token_beats_env_token_file(tmp_path):
     tf = tmp_path / "t"
     tf.write_text("from-file")
     s = resolve({}, env={"VAULTKEY_TOKEN": "from-env", "VAULTKEY_TOKEN_FILE": str(tf)},
-                config_path=tmp_path / "none.toml")
+                config_path="/dev/null")
     assert s.token == "from-env"
 
 

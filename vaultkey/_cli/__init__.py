@@ -10,6 +10,7 @@ FastAPI, uvicorn, httpx) inside the command, never at import time::
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -46,6 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         return 130
     except BrokenPipeError:
         return 141
+    except Exception as exc:
+        # Expected failures are VaultkeyErrors above; anything else is a bug. One line,
+        # unless VAULTKEY_DEBUG asks for the traceback.
+        if os.environ.get("VAULTKEY_DEBUG"):
+            raise
+        click.echo(f"vaultkey: internal error: {type(exc).__name__}: {exc} "
+                   "(set VAULTKEY_DEBUG=1 for a traceback, and please report it)", err=True)
+        return 1
     # click returns a command's requested exit code (ctx.exit(N)) in non-standalone mode
     return result if isinstance(result, int) else 0
 

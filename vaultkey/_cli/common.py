@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -84,5 +85,26 @@ OUTPUT = click.option("--output", "-o", type=click.Choice(["text", "json"]), def
                       show_default=True, help="Output format.")
 
 
+def write_out(data: bytes) -> None:
+    """Write bytes to stdout; a reader that went away (``| head``) ends us quietly with 141."""
+    import os
+
+    from vaultkey.errors import UsageError
+
+    if sys.stdout is None:
+        raise UsageError("stdout is closed; redirect it to a file or a pipe")
+    try:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+        view = memoryview(data)
+        while view:  # os.write, so a short write or EPIPE is never hidden in a buffer
+            view = view[os.write(fd, view):]
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise click.exceptions.Exit(141) from None
+
+
 def emit(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True) if as_json else text)
+    out = json.dumps(data, indent=2, sort_keys=True) if as_json else text
+    write_out(out.encode("utf-8", "surrogateescape") + b"\n")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -32,20 +34,10 @@ allow = ["read", "list", "write", "delete", "watch"]
 """
 
 
-def _write_private(path: Path, text: str) -> None:
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
 def _prepare(root: Path) -> dict[str, Any]:
     """Create (or reuse) keys, policy, trust store, CA and admin token under *root*."""
     from vaultkey._devca import make_dev_tls
+    from vaultkey._files import write_private
     from vaultkey.crypto import write_keypair
 
     state_file = root / "state.json"
@@ -57,9 +49,10 @@ def _prepare(root: Path) -> dict[str, Any]:
         _key_path, pub_path = write_keypair(root / "dev")
         shutil.copy(pub_path, policies / "dev.pub")
         shutil.copy(pub_path, trust / "dev.pub")
-    (policies / "dev.toml").write_text(DEV_POLICY)
+    if not (policies / "dev.toml").exists():  # yours to edit in a kept --dir
+        (policies / "dev.toml").write_text(DEV_POLICY)
     if not (root / "admin.token").exists():
-        _write_private(root / "admin.token", secrets.token_urlsafe(32) + "\n")
+        write_private(root / "admin.token", (secrets.token_urlsafe(32) + "\n").encode())
     tls = make_dev_tls(root)
     state.update(ca=str(tls.ca), cert=str(tls.cert), key=str(tls.key))
     return state
@@ -89,6 +82,7 @@ def dev(directory: str | None, listen: str) -> None:
     import logging
 
     from vaultkey._etcdproc import EtcdProcess, free_port
+    from vaultkey._files import write_private
     from vaultkey.errors import UsageError
     from vaultkey.proxy.config import ProxyConfig, is_loopback, split_listen
     from vaultkey.proxy.server import check_can_listen, serve
@@ -98,11 +92,15 @@ def dev(directory: str | None, listen: str) -> None:
     if not is_loopback(host):
         raise UsageError("vaultkey dev only listens on loopback addresses")
     check_can_listen(host, port)
+    # Until the proxy runs, SIGTERM and SIGHUP also go through the cleanup below.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     keep = directory is not None
     root = (Path(directory).expanduser().resolve() if directory is not None
             else Path(tempfile.mkdtemp(prefix="vaultkey-dev-")))
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o700)
+    lock = _lock(root)
     etcd = None
     try:
         state = _prepare(root)
@@ -117,11 +115,10 @@ def dev(directory: str | None, listen: str) -> None:
         )
         config.check()
         proxy_state = ProxyState(config)
-        token, _record = proxy_state.tokens.create("dev", name="vaultkey dev")
-        _write_private(root / "dev.token", token + "\n")
+        token = _dev_token(root, proxy_state)
         addr = f"https://{host if ':' not in host else f'[{host}]'}:{port}"
         exports = _exports(addr, root, token)
-        _write_private(root / "env", "\n".join(exports) + "\n")
+        write_private(root / "env", ("\n".join(exports) + "\n").encode())
         click.echo("vaultkey dev is running. In another shell, paste:\n")
         click.echo("\n".join(exports))
         click.echo(f"\n# admin token (token create/list/revoke): {root / 'admin.token'}")
@@ -129,11 +126,46 @@ def dev(directory: str | None, listen: str) -> None:
                    f"state in {root}{'' if keep else ' (removed on exit)'}")
         click.echo("# try: vaultkey set /hello world && vaultkey get /hello\n"
                    "# Ctrl-C stops etcd and the proxy.", nl=True)
-        serve(config, state=proxy_state, log_level=logging.WARNING)
+        serve(config, state=proxy_state, log_level=logging.WARNING, on_sighup="stop")
     finally:
         if etcd is not None:
             etcd.stop()
+        lock.close()
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
         click.echo("vaultkey dev stopped" + ("" if keep else "; temporary state removed"),
                    err=True)
+
+
+def _lock(root: Path) -> IO[bytes]:
+    """One `vaultkey dev` per directory: a second one would share (and break) its etcd."""
+    import fcntl
+
+    from vaultkey.errors import UsageError
+
+    handle = (root / ".lock").open("wb")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UsageError(f"another vaultkey dev is already running with --dir {root}",
+                         hint="stop it first, or use another --dir") from None
+    return handle
+
+
+def _dev_token(root: Path, proxy_state: Any) -> str:
+    """Reuse the token of a kept --dir while it is valid; otherwise make a new one."""
+    from vaultkey._files import write_private
+    from vaultkey.errors import VaultkeyError
+
+    saved = root / "dev.token"
+    if saved.exists():
+        token = saved.read_text().strip()
+        try:
+            proxy_state.tokens.authenticate(token)
+            return token
+        except VaultkeyError:
+            pass
+    token, _record = proxy_state.tokens.create("dev", name="vaultkey dev")
+    write_private(saved, (token + "\n").encode())
+    return str(token)

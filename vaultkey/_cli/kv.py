@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import os
 import sys
 from typing import Any
 
 import click
 
-from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit
+from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit, write_out
 
 
 def _read_value(value: str | None, file: str | None) -> bytes:
@@ -21,10 +22,12 @@ def _read_value(value: str | None, file: str | None) -> bytes:
         except OSError as exc:
             raise click.UsageError(f"cannot read {file}: {exc.strerror}") from exc
     if value is None or value == "-":
+        if sys.stdin is None:
+            raise click.UsageError("no VALUE given and stdin is closed")
         if sys.stdin.isatty():
             click.echo("reading the value from stdin; end with Ctrl-D", err=True)
         return sys.stdin.buffer.read()
-    return value.encode("utf-8")
+    return os.fsencode(value)  # the argument's exact bytes, even if they are not UTF-8
 
 
 @cli.command("set", epilog="""\b
@@ -94,11 +97,8 @@ def get_cmd(opts: GlobalOptions, path: str, output: str) -> None:
     if output == "json":
         emit(_item_json(item), True, "")
         return
-    out = sys.stdout.buffer
-    out.write(item.value)
-    if sys.stdout.isatty() and not item.value.endswith(b"\n"):
-        out.write(b"\n")
-    out.flush()
+    newline = sys.stdout is not None and sys.stdout.isatty() and not item.value.endswith(b"\n")
+    write_out(item.value + (b"\n" if newline else b""))
 
 
 def _children(prefix: str, keys: list[str]) -> list[str]:

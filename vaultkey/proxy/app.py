@@ -28,7 +28,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vaultkey._version import __version__
 from vaultkey.errors import (
-    PolicyError,
     StoreError,
     Unauthenticated,
     Unavailable,
@@ -40,7 +39,6 @@ from vaultkey.proxy.routes import kv, sys, tokens
 from vaultkey.proxy.state import ProxyState
 
 log = logging.getLogger(__name__)
-audit_log = logging.getLogger("vaultkey.audit")
 
 def error_response(exc: VaultkeyError) -> JSONResponse:
     status, code = exc.http_status, exc.code  # declared on each class in vaultkey.errors
@@ -50,12 +48,30 @@ def error_response(exc: VaultkeyError) -> JSONResponse:
     if isinstance(exc, Unavailable):
         headers["Retry-After"] = str(max(1, round(exc.retry_after or 1)))
     message = exc.message
-    if isinstance(exc, StoreError | PolicyError):
+    if isinstance(exc, StoreError):
         # Why: etcd's error details are for operators, not for clients.
-        log.warning("etcd error answered as %d: %s", status, exc.message)
         message = "etcd returned an error; see the proxy log"
     body = {"error": {"code": code, "message": message, "hint": exc.hint}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+_last_unavailable_log = [0.0]
+
+
+def _log_server_side(request: Request, exc: VaultkeyError) -> None:
+    """Operators see why clients got 5xx, with the request's context (never a token)."""
+    record = request.scope.get("vaultkey.audit", {})
+    context = f"{request.method} {record.get('path') or request.url.path} " \
+              f"token_id={record.get('token_id')}"
+    if isinstance(exc, Unavailable):
+        now = time.monotonic()
+        if now - _last_unavailable_log[0] < 5.0:  # at most one line per 5 s while etcd is down
+            return
+        _last_unavailable_log[0] = now
+        cause = exc.__cause__ or exc.message
+        log.warning("answering 503: %s (%s); %s", exc.message, cause, context)
+    else:
+        log.error("answering %d: %s; %s", exc.http_status, exc.message, context)
 
 
 class AuditMiddleware:
@@ -69,9 +85,8 @@ class AuditMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        audited = scope["path"].startswith("/v1/")
-        backlog = self.state.audit_queue
-        if audited and backlog is not None and backlog.full():
+        writer = self.state.audit if scope["path"].startswith("/v1/") else None
+        if writer is not None and not writer.reserve():
             # Why: fail safe. Requests are refused, not served unaudited.
             self.state.metrics.audit_refused.inc()
             await error_response(Unavailable("the audit log is not keeping up; retry shortly",
@@ -95,11 +110,11 @@ class AuditMiddleware:
             self.state.metrics.latency.labels(op=op).observe(elapsed)
             if status[0] == 503:
                 self.state.metrics.etcd_unavailable.inc()
-            if audited:
-                self._write(scope, record, status[0], elapsed)
+            if writer is not None:
+                writer.write(self._line(scope, record, status[0], elapsed))
 
     @staticmethod
-    def _write(scope: Scope, record: dict[str, Any], status: int, elapsed: float) -> None:
+    def _line(scope: Scope, record: dict[str, Any], status: int, elapsed: float) -> str:
         line = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "token_id": record.get("token_id"),
@@ -111,7 +126,7 @@ class AuditMiddleware:
             "revision": record.get("revision"),
             "ms": round(elapsed * 1000, 3),
         }
-        audit_log.info(json.dumps(line, ensure_ascii=False))
+        return json.dumps(line, ensure_ascii=False)
 
 
 def _install_sighup(state: ProxyState) -> None:
@@ -124,14 +139,16 @@ def _install_sighup(state: ProxyState) -> None:
         log.warning("SIGHUP policy reload is not available in this process")
 
 
-def create_app(config: ProxyConfig, *, state: ProxyState | None = None) -> FastAPI:
+def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
+               reload_on_sighup: bool = True) -> FastAPI:
     state = state or ProxyState(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        _install_sighup(state)
+        if reload_on_sighup:
+            _install_sighup(state)
         yield
-        state.close()
+        state.close()  # drains the audit log: a graceful shutdown loses no line
 
     app = FastAPI(title="vaultkey proxy", version=__version__, lifespan=lifespan,
                   description="Ciphertext-only, ACL-enforcing proxy in front of etcd.")
@@ -141,7 +158,9 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None) -> FastA
     app.include_router(tokens.router)
 
     @app.exception_handler(VaultkeyError)
-    async def _vaultkey_error(_request: Request, exc: VaultkeyError) -> JSONResponse:
+    async def _vaultkey_error(request: Request, exc: VaultkeyError) -> JSONResponse:
+        if isinstance(exc, StoreError | Unavailable):
+            _log_server_side(request, exc)
         return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)

@@ -10,7 +10,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from vaultkey.errors import InvalidPath, PermissionDenied
 from vaultkey.proxy.state import ProxyState
-from vaultkey.proxy.tokens import Caller
+from vaultkey.proxy.tokens import Caller, parse_token_id
 
 
 def get_state(request: Request) -> ProxyState:
@@ -35,12 +35,15 @@ def _presented_token(request: Request) -> str | None:
 async def get_caller(request: Request) -> Caller:
     state = get_state(request)
     token = _presented_token(request)
+    record = audit(request)
+    # The token id is public: recording it even when authentication fails lets operators
+    # find who still uses a revoked or expired token.
+    record["token_id"] = parse_token_id(token) if token else None
     # A cached token is checked on the event loop; only a cache miss reads etcd (in the pool).
     caller = state.tokens.authenticate(token, cached_only=True)
     if caller is None:
         caller = await state.blocking.run(state.tokens.authenticate, token)
     assert caller is not None
-    record = audit(request)
     record["token_id"] = caller.token_id
     record["group"] = caller.group
     return caller

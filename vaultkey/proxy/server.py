@@ -6,44 +6,20 @@ loopback (checked by :meth:`ProxyConfig.check`).
 
 from __future__ import annotations
 
-import atexit
 import logging
-import logging.handlers
-import queue
+import signal
 import socket
 import ssl
 
 from vaultkey.errors import UsageError
+from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig, split_listen
 from vaultkey.proxy.state import ProxyState
 
-AUDIT_QUEUE_LINES = 10_000
 
-
-def configure_logging(config: ProxyConfig, level: int = logging.INFO
-                      ) -> queue.Queue[logging.LogRecord] | None:
-    """Server logs to stderr; audit lines to their own file through a bounded queue.
-
-    Why a queue: a slow audit disk must not stall request handling; the
-    listener thread writes lines in order. Why bounded: a stuck disk must not
-    eat memory; when the queue is full the proxy refuses requests (503) rather
-    than serve them unaudited. Returns the queue (None without an audit log).
-    """
+def configure_logging(level: int = logging.INFO) -> None:
+    """Server logs go to stderr (the audit log has its own writer: proxy/audit.py)."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    audit = logging.getLogger("vaultkey.audit")
-    audit.propagate = False
-    audit.setLevel(logging.INFO)
-    if config.audit_log:
-        q: queue.Queue[logging.LogRecord] = queue.Queue(AUDIT_QUEUE_LINES)
-        file_handler = logging.FileHandler(config.audit_log, encoding="utf-8")
-        file_handler.setFormatter(logging.Formatter("%(message)s"))
-        listener = logging.handlers.QueueListener(q, file_handler)
-        listener.start()
-        atexit.register(listener.stop)
-        audit.addHandler(logging.handlers.QueueHandler(q))
-        return q
-    audit.addHandler(logging.NullHandler())
-    return None
 
 
 def check_can_listen(host: str, port: int) -> None:
@@ -58,20 +34,41 @@ def check_can_listen(host: str, port: int) -> None:
                              hint="choose another address with --listen") from exc
 
 
+def check_tls_files(config: ProxyConfig) -> None:
+    """Load the certificate and key once, so a mismatch is a clear error, not a traceback."""
+    if not config.tls_cert or not config.tls_key:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            config.tls_cert, config.tls_key)
+        if config.client_ca:
+            ssl.create_default_context(cafile=config.client_ca)
+    except (ssl.SSLError, OSError) as exc:
+        raise UsageError(f"cannot use the TLS files: {exc}",
+                         hint="check that --tls-key belongs to --tls-cert and both are PEM "
+                         "(and that --client-ca is a PEM CA bundle)") from exc
+
+
+def _exit_with_status(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(config: ProxyConfig, *, state: ProxyState | None = None,
-          log_level: int = logging.INFO) -> None:
+          log_level: int = logging.INFO, on_sighup: str = "reload") -> None:
     """Validate the config, build the app and serve until SIGINT/SIGTERM."""
     import uvicorn
 
     from vaultkey.proxy.app import create_app
 
     config.check()
-    audit_queue = configure_logging(config, log_level)
+    configure_logging(log_level)
     host, port = split_listen(config.listen)
     check_can_listen(host, port)
+    check_tls_files(config)
     state = state or ProxyState(config)
-    state.audit_queue = audit_queue
-    app = create_app(config, state=state)
+    if config.audit_log:
+        state.audit = AuditWriter.open(config.audit_log)
+    app = create_app(config, state=state, reload_on_sighup=on_sighup == "reload")
     log = logging.getLogger("vaultkey.proxy")
     scheme = "https" if config.tls_cert else "http"
     log.info("vaultkey proxy listening on %s://%s:%d, etcd %s%s", scheme, host, port,
@@ -83,4 +80,11 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
         ssl_cert_reqs=ssl.CERT_REQUIRED if config.client_ca else ssl.CERT_NONE,
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(uv_config).run()
+    server = uvicorn.Server(uv_config)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that
+    # becomes SystemExit(143), so the callers' finally-blocks (vaultkey dev's cleanup) run.
+    signal.signal(signal.SIGTERM, _exit_with_status)
+    if on_sighup == "stop":  # vaultkey dev: a closed terminal stops it like Ctrl-C
+        signal.signal(signal.SIGHUP,
+                      lambda _s, frame: server.handle_exit(signal.SIGINT, frame))
+    server.run()

@@ -9,12 +9,12 @@ the old one keeps serving.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 
-from vaultkey.errors import PolicyError, VaultkeyError
+from vaultkey.errors import VaultkeyError
 from vaultkey.keys import PublicKey
 from vaultkey.policyload import LoadedPolicies, load_policy_dir, resolve_key_entry
+from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.kvstore import AsyncKV, Blocking
 from vaultkey.proxy.metrics import Metrics
@@ -40,8 +40,8 @@ class ProxyState:
         self.tokens = TokenRegistry(self.sys, config.admin_token.strip())
         self.metrics = Metrics()
         self._reload_lock = threading.Lock()
-        # Set by the server when an audit log is configured (see server.configure_logging).
-        self.audit_queue: queue.Queue[logging.LogRecord] | None = None
+        # Set by the server when an audit log is configured.
+        self.audit: AuditWriter | None = None
         self.metrics.policy_groups.set(len(self.policies.policy_set.groups))
 
     def reload_policies(self) -> bool:
@@ -49,7 +49,7 @@ class ProxyState:
         with self._reload_lock:
             try:
                 fresh = load_policy_dir(self.config.policies)
-            except (PolicyError, VaultkeyError) as exc:
+            except VaultkeyError as exc:
                 self.metrics.policy_reloads.labels(result="refused").inc()
                 log.error("policy reload refused, still serving the previous policies: %s",
                           exc.diagnostics())
@@ -61,4 +61,6 @@ class ProxyState:
             return True
 
     def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
         self.conn.close()

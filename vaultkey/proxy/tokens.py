@@ -17,14 +17,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
 
-from vaultkey.errors import NotFound, Unauthenticated, UsageError
+from vaultkey.errors import NotFound, StoreError, Unauthenticated, UsageError
 from vaultkey.store import EtcdStore
 
+log = logging.getLogger(__name__)
 TOKEN_PREFIX = "vkt_"  # noqa: S105 - a public prefix, not a secret
 _TOKEN_RE = re.compile(r"^vkt_([0-9a-f]{16})\.[A-Za-z0-9_-]{43}$")
 _HASH_LABEL = b"vaultkey token v1\x00"
@@ -73,6 +75,18 @@ class TokenRecord:
     expires: float | None
     hash: str
 
+    @classmethod
+    def from_json(cls, data: bytes) -> TokenRecord:
+        """Parse a stored record, ignoring fields a newer replica may have added."""
+        try:
+            raw = json.loads(data)
+            return cls(id=str(raw["id"]), group=str(raw["group"]), name=str(raw.get("name", "")),
+                       created=float(raw["created"]),
+                       expires=None if raw.get("expires") is None else float(raw["expires"]),
+                       hash=str(raw["hash"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"unreadable token record: {type(exc).__name__}") from None
+
     def public(self) -> dict[str, object]:
         data = asdict(self)
         del data["hash"]
@@ -101,6 +115,9 @@ class TokenRegistry:
         self._admin_hash = hash_token(admin_token)
         self._admin_id = "admin-" + self._admin_hash[:8]
         self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
+        # Ids revoked through this replica: a lookup that raced the revocation must not
+        # put the record back into the cache (revocation is immediate here).
+        self._revoked: dict[str, float] = {}
 
     def create(
         self, group: str, *, name: str = "", ttl: int | None = None
@@ -115,13 +132,22 @@ class TokenRegistry:
 
     def list(self) -> list[TokenRecord]:
         entries, _ = self._store.range("/tokens/")
-        return [TokenRecord(**json.loads(e.value)) for e in entries]
+        records = []
+        for entry in entries:
+            try:
+                records.append(TokenRecord.from_json(entry.value))
+            except StoreError:
+                log.error("skipping unreadable token record %s", entry.path)
+        return records
 
     def revoke(self, token_id: str) -> None:
         if not re.fullmatch(r"[0-9a-f]{16}", token_id) or not self._store.delete(
             f"/tokens/{token_id}"
         ):
             raise NotFound(f"no token with id {token_id!r}")
+        now = time.monotonic()
+        self._revoked = {k: t for k, t in self._revoked.items() if now - t < 60}
+        self._revoked[token_id] = now
         self._cache.pop(token_id, None)
 
     def _cached(self, token_id: str) -> TokenRecord | None:
@@ -133,7 +159,9 @@ class TokenRegistry:
     def _record(self, token_id: str) -> TokenRecord | None:
         now = time.monotonic()
         entry = self._store.get(f"/tokens/{token_id}")
-        record = TokenRecord(**json.loads(entry.value)) if entry else None
+        record = TokenRecord.from_json(entry.value) if entry else None
+        if token_id in self._revoked:
+            return None
         if record is not None:
             self._cache[token_id] = (now, record)
         else:
