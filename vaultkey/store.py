@@ -4,7 +4,8 @@ It maps every gRPC / python-etcd3 error to the vaultkey tree at this one
 boundary (``Unavailable``, ``Conflict``, ``ValueTooLarge``, ``StoreError``)
 and validates paths before anything touches etcd::
 
-    store = EtcdStore(EtcdSettings(endpoints=["http://127.0.0.1:2379"]), namespace="/vaultkey/kv")
+    conn = EtcdConnection(EtcdSettings(endpoints=["http://127.0.0.1:2379"]))
+    store = EtcdStore(conn, "/vaultkey/kv")
     rev = store.put("/app/db", envelope_bytes, create_only=True)
     entry = store.get("/app/db")              # Entry | None
     entries, rev = store.range("/app/")        # one round trip

@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import wait_for
 from vaultkey.crypto import decrypt, encrypt
 
 
@@ -187,7 +189,12 @@ def test_exit_130_interrupted(proxy):
     proc = subprocess.Popen([sys.executable, "-m", "vaultkey", "set", "/alpha/int"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=proxy.env("alpha"))
-    time.sleep(1.0)  # it is now waiting for the value on stdin
+    # Wait until it blocks reading stdin (its main() is running), then interrupt it.
+    # Where the kernel hides wchan ("0"), fall back to a generous fixed wait.
+    wchan = Path(f"/proc/{proc.pid}/wchan")
+    if not wait_for(lambda: "pipe" in wchan.read_text(), timeout=10):
+        time.sleep(2.0)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

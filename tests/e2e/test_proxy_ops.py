@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from tests.e2e.conftest import POLICIES
+from tests.e2e.conftest import POLICIES, wait_for
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> bool:
@@ -99,7 +99,9 @@ def test_logs_never_contain_tokens_or_values(proxy):
         c.get("/v1/tokens")
     with proxy.client(token + "x") as c:
         c.get("/v1/whoami")
-    time.sleep(0.3)  # the audit listener thread writes asynchronously
+    # the audit writer is a background thread: wait for the last request's line
+    assert wait_for(lambda: '"op": "token.list"' in proxy.audit_path.read_text()
+                    and '"status": 401' in proxy.audit_path.read_text())
     logs = proxy.log_path.read_text() + proxy.audit_path.read_text()
     import base64
 
@@ -116,7 +118,7 @@ def test_audit_lines_are_json_with_the_documented_fields(proxy):
 
     with proxy.client(proxy.tokens["beta"]) as c:
         c.get("/v1/kv/beta/audit-probe")
-    time.sleep(0.3)
+    assert wait_for(lambda: "/beta/audit-probe" in proxy.audit_path.read_text())
     lines = [json.loads(x) for x in proxy.audit_path.read_text().splitlines()]
     probe = [x for x in lines if x["path"] == "/beta/audit-probe"][-1]
     assert set(probe) == {"time", "token_id", "group", "op", "path", "decision", "status",

@@ -30,12 +30,34 @@ def test_tokens_are_stored_only_as_hashes(proxy):
     assert hash_token(token) in hashes
 
 
-def test_kv_api_cannot_reach_the_token_records(proxy):
-    with proxy.client(proxy.tokens["alpha"]) as c:
-        for path in ["/v1/kv/../sys/tokens/", "/v1/kv/sys/tokens/"]:
-            r = c.get(path, params={"list": "true"})
-            assert r.status_code in (403, 404, 422)
-            assert "hash" not in r.text
+ROOT_READER = """
+group = "everything"
+recipients = ["everything.pub"]
+[[rules]]
+prefix = "/"
+allow = ["read", "list", "write", "delete"]
+"""
+
+
+def test_kv_api_cannot_reach_the_token_records(proxy_factory):
+    """Even a group that may read and list everything never sees <root>/sys."""
+    p = proxy_factory(policies={"everything.toml": ROOT_READER})
+    token = p.create_token("everything")
+    p.create_token("everything", name="a second token record")
+    with p.client(token) as c:
+        assert c.put("/v1/kv/app/x", content=p.envelope("/app/x", b"v")).status_code == 200
+        listed = c.get("/v1/kv/", params={"list": "true"})
+        loaded = c.get("/v1/kv/", params={"recursive": "true"})
+        assert listed.status_code == loaded.status_code == 200
+        assert listed.json()["keys"] == ["/app/x"]
+        assert [e["path"] for e in loaded.json()["entries"]] == ["/app/x"]
+        for path in ["/v1/kv/sys/tokens/", "/v1/kv/../sys/tokens/", "/v1/kv/%2e%2e/sys/tokens/"]:
+            for params in ({"list": "true"}, {"recursive": "true"}):
+                r = c.get(path, params=params)
+                assert r.status_code in (200, 404, 422), path
+                assert '"hash"' not in r.text
+                if r.status_code == 200:  # /sys/tokens/ inside the KV namespace: empty
+                    assert r.json().get("keys", []) == r.json().get("entries", []) == []
 
 
 def test_token_create_returns_the_token_once_and_list_hides_it(proxy):

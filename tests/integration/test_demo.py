@@ -1,4 +1,4 @@
-"""The README's first command runs scripts/demo_envelope.py; it must keep working."""
+"""The README's first command (scripts/demo runs scripts/demo.py) and the envelope demo work."""
 
 from __future__ import annotations
 

@@ -72,3 +72,37 @@ def test_sdk_never_imports_the_proxy():
                                             text=True, check=True, timeout=60).stdout))
     assert not {m for m in modules if m.startswith("vaultkey.proxy")}
     assert "fastapi" not in modules and "uvicorn" not in modules
+
+
+def test_dependency_rules_between_modules():
+    """errors is a leaf; paths/keys/envelope/acl/aclparse use only leaves; crypto adds
+    envelope; the proxy never imports crypto or nacl; nothing but the CLI imports click."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "vaultkey"
+
+    def imports(name: str) -> set[str]:
+        tree = ast.parse((root / name).read_text())
+        found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        found |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        return {m for m in found if m.startswith("vaultkey") or m in ("click", "nacl")
+                or m.startswith("nacl.")}
+
+    allowed = {
+        "errors.py": set(),
+        "paths.py": {"vaultkey.errors"},
+        "keys.py": {"vaultkey.errors"},
+        "envelope.py": {"vaultkey.errors", "vaultkey.paths"},
+        "acl.py": {"vaultkey.errors", "vaultkey.paths"},
+        "aclparse.py": {"vaultkey.acl", "vaultkey.errors", "vaultkey.paths"},
+    }
+    for name, ok in allowed.items():
+        assert imports(name) <= ok, (name, imports(name) - ok)
+    for path in (root / "proxy").rglob("*.py"):
+        found = imports(str(path.relative_to(root)))
+        assert not {m for m in found if m == "vaultkey.crypto" or m.startswith("nacl")
+                    or m == "vaultkey.client" or m == "click"}, path
+    for path in root.rglob("*.py"):
+        if "_cli" not in path.parts:
+            assert "click" not in imports(str(path.relative_to(root))), path

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 EXIT_CODES_HELP = """\b
 Exit codes:
   0   success                  6   conflict (compare-and-swap lost)
-  1   unexpected error         7   decryption failed
+  1   not a vaultkey answer    7   decryption failed
   3   not found                8   proxy or etcd unavailable
   4   permission denied        9   recipient key not in the trust store
   5   not authenticated        64  usage error
   65  malformed envelope       66  key file problem
-  78  invalid policy files    130  interrupted"""
+  78  invalid policy files    130  interrupted; 141 stdout reader went away"""
 
 
 @dataclass

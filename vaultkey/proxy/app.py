@@ -5,7 +5,8 @@ Settings are passed in, never read at import time::
     from vaultkey.proxy.app import create_app
     app = create_app(ProxyConfig(...))     # then: uvicorn with TLS (see server.py)
 
-Errors are mapped to HTTP at this one boundary (``_STATUS``); nothing a
+Errors are mapped to HTTP at this one boundary (each error class declares its
+``http_status`` and ``code``); nothing a
 client sends produces a 500.
 """
 
