@@ -304,10 +304,8 @@ def advance(op: Op[T], response: Response | None) -> tuple[bool, Any]:
 
 
 def _unreachable(addr: str, exc: Exception) -> Unavailable:
-    import httpx
-
     # A local protocol error quotes the offending header, which may hold the token.
-    detail = type(exc).__name__ if isinstance(exc, httpx.LocalProtocolError) else str(exc)
+    detail = type(exc).__name__ if type(exc).__name__ == "LocalProtocolError" else str(exc)
     if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
         # Retrying will not help: the proxy's certificate is not signed by the CA we trust.
         return Unavailable(f"TLS verification of {addr} failed: {detail}", retryable=False,

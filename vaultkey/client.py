@@ -78,19 +78,21 @@ class Client(_Base):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._http: Any = self._connect()
+
+    def _connect(self) -> Any:
         import httpx
 
-        self._http = httpx.Client(transport=self._transport, **self._ops.client_kwargs())
+        self._transport_errors: tuple[type[Exception], ...] = (httpx.TransportError,)
+        return httpx.Client(transport=self._transport, **self._ops.client_kwargs())
 
     def _send(self, req: Request) -> Response:
-        import httpx
-
         plan = self._ops.attempts(req)
         for attempt in plan:
             try:
                 try:
                     raw = self._http.request(req.method, req.url, **send_kwargs(req))
-                except httpx.TransportError as exc:
+                except self._transport_errors as exc:
                     raise plan.unreachable(exc) from exc
                 return plan.check(raw)
             except Unavailable as exc:
@@ -144,6 +146,17 @@ class Client(_Base):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class CliClient(Client):
+    """The CLI's client: one process, one or two requests, so no httpx to import
+    (see :mod:`vaultkey._httplite`). Behaves exactly like :class:`Client`."""
+
+    def _connect(self) -> Any:
+        from vaultkey._httplite import LiteConnection, LiteTransportError
+
+        self._transport_errors = (LiteTransportError,)
+        return LiteConnection(**self._ops.client_kwargs())
 
 
 class AsyncClient(_Base):

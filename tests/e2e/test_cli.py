@@ -256,3 +256,13 @@ def test_non_utf8_value_argument_is_stored_byte_exactly(proxy):
                        check=False)
     assert r.returncode == 0, r.stderr
     assert ok(vk(proxy, "alpha", "get", "/alpha/latin1")) == raw
+
+
+def test_cli_commands_do_not_import_httpx(proxy):
+    """The CLI sends its requests with http.client (httpx alone costs ~40 ms to import)."""
+    ok(vk(proxy, "alpha", "set", "/alpha/lite", "v"))
+    probe = ("import sys; from vaultkey._cli import main; rc = main(['get', '/alpha/lite']); "
+             "sys.stdout.flush(); print(); print(rc, 'httpx' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                       env=proxy.env("alpha"), timeout=60, check=False)
+    assert r.stdout.splitlines()[-1] == b"0 False", r.stdout + r.stderr

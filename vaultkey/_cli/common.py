@@ -12,7 +12,7 @@ import click
 from vaultkey._version import __version__
 
 if TYPE_CHECKING:
-    from vaultkey.client import Client
+    from vaultkey.client import CliClient
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -38,14 +38,15 @@ class GlobalOptions:
     profile: str | None
     config: str | None
 
-    def client(self) -> Client:
-        from vaultkey.client import Client
+    def client(self) -> CliClient:
+        from vaultkey.client import CliClient
         from vaultkey.config import resolve
 
         explicit = {"addr": self.addr, "token": self.token, "token_file": self.token_file,
                     "cacert": self.cacert, "client_cert": self.client_cert,
                     "client_key": self.client_key, "key": self.key, "trust": self.trust}
-        return Client(settings=resolve(explicit, profile=self.profile, config_path=self.config))
+        return CliClient(settings=resolve(explicit, profile=self.profile,
+                                          config_path=self.config))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
