@@ -1,7 +1,14 @@
-"""FastAPI dependencies, as Annotated aliases so route signatures read plainly."""
+"""FastAPI dependencies, as Annotated aliases so route signatures read plainly.
+
+Every dependency is ``async def``: FastAPI runs plain ``def`` dependencies in a
+thread pool, which cost a thread hop each on every request. Each route takes a
+single context dependency (:class:`Ctx`), since resolving a dependency graph
+costs per node on every request.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
@@ -13,15 +20,17 @@ from vaultkey.proxy.state import ProxyState
 from vaultkey.proxy.tokens import Caller, parse_token_id
 
 
-def get_state(request: Request) -> ProxyState:
-    state: ProxyState = request.app.state.vaultkey
-    return state
+@dataclass(frozen=True)
+class Ctx:
+    """Everything a route needs: the proxy state, who is calling, the audit record."""
 
+    state: ProxyState
+    caller: Caller
+    audit: dict[str, Any]
 
-def audit(request: Request) -> dict[str, Any]:
-    """The audit record of this request (filled by routes, written by the middleware)."""
-    record: dict[str, Any] = request.scope.setdefault("vaultkey.audit", {})
-    return record
+    @property
+    def group(self) -> str:
+        return self.caller.group or ""
 
 
 def _presented_token(request: Request) -> str | None:
@@ -32,10 +41,12 @@ def _presented_token(request: Request) -> str | None:
     return request.headers.get("x-vaultkey-token") or None
 
 
-async def get_caller(request: Request) -> Caller:
-    state = get_state(request)
+async def _context(request: Request) -> Ctx:
+    """Check the raw path, authenticate the token and start the audit record."""
+    raw_path_guard(request)
+    state: ProxyState = request.app.state.vaultkey
+    record: dict[str, Any] = request.scope.setdefault("vaultkey.audit", {})
     token = _presented_token(request)
-    record = audit(request)
     # The token id is public: recording it even when authentication fails lets operators
     # find who still uses a revoked or expired token.
     record["token_id"] = parse_token_id(token) if token else None
@@ -46,19 +57,30 @@ async def get_caller(request: Request) -> Caller:
     assert caller is not None
     record["token_id"] = caller.token_id
     record["group"] = caller.group
-    return caller
+    return Ctx(state, caller, record)
 
 
-async def get_group_caller(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
-    if caller.kind != "group":
+async def any_context(request: Request) -> Ctx:
+    return await _context(request)
+
+
+async def group_context(request: Request) -> Ctx:
+    ctx = await _context(request)
+    if ctx.caller.kind != "group":
         raise PermissionDenied("admin tokens manage tokens only; use a group token for data")
-    return caller
+    return ctx
 
 
-async def get_admin(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
-    if caller.kind != "admin":
+async def admin_context(request: Request) -> Ctx:
+    ctx = await _context(request)
+    if ctx.caller.kind != "admin":
         raise PermissionDenied("this endpoint needs the admin token; group tokens are refused")
-    return caller
+    return ctx
+
+
+async def get_state(request: Request) -> ProxyState:
+    state: ProxyState = request.app.state.vaultkey
+    return state
 
 
 class AnyPathConvertor(Convertor[str]):
@@ -91,8 +113,8 @@ def raw_path_guard(request: Request) -> None:
         raise InvalidPath("the request path is not valid UTF-8") from None
 
 
+# One dependency per route (FastAPI's dependency resolution costs per node, per request).
 StateDep = Annotated[ProxyState, Depends(get_state)]
-AuditDep = Annotated[dict[str, Any], Depends(audit)]
-CallerDep = Annotated[Caller, Depends(get_caller)]
-GroupCaller = Annotated[Caller, Depends(get_group_caller)]
-AdminCaller = Annotated[Caller, Depends(get_admin)]
+AnyCtx = Annotated[Ctx, Depends(any_context)]
+GroupCtx = Annotated[Ctx, Depends(group_context)]
+AdminCtx = Annotated[Ctx, Depends(admin_context)]

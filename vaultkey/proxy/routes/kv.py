@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from vaultkey.acl import Capability
@@ -19,11 +20,11 @@ from vaultkey.errors import InvalidPath, NotFound, PermissionDenied, UsageError,
 from vaultkey.paths import validate_key, validate_prefix
 from vaultkey.policyload import LoadedPolicies
 from vaultkey.proxy.checks import check_envelope
-from vaultkey.proxy.deps import AuditDep, GroupCaller, StateDep, raw_path_guard
+from vaultkey.proxy.deps import GroupCtx
 from vaultkey.proxy.tokens import Caller
 from vaultkey.store import Entry
 
-router = APIRouter(prefix="/v1/kv", tags=["kv"], dependencies=[Depends(raw_path_guard)])
+router = APIRouter(prefix="/v1/kv", tags=["kv"])
 
 
 def _require(policies: LoadedPolicies, caller: Caller, path: str, cap: Capability,
@@ -57,7 +58,7 @@ def _listable(policies: LoadedPolicies, group: str, path: str) -> bool:
         group, parent, Capability.LIST, is_prefix=True)
 
 
-def _entry_json(entry: Entry) -> dict[str, Any]:
+def _entry_json(entry: Entry) -> Any:
     return {
         "path": entry.path,
         "envelope": base64.b64encode(entry.value).decode("ascii"),
@@ -97,42 +98,59 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-@router.get("/{path:anypath}", summary="Read one envelope, or list / load a prefix")
-async def kv_get(
-    path: str, caller: GroupCaller, state: StateDep, audit: AuditDep,
-    list_: Annotated[bool, Query(alias="list")] = False, recursive: bool = False,
-) -> dict[str, Any]:
-    policies = state.policies
-    if list_ or recursive:
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
+_QUERY_DOC = {"parameters": [
+    {"name": name, "in": "query", "required": False, "schema": {"type": "boolean"},
+     "description": text}
+    for name, text in (("list", "list the key names under the prefix (needs `list`)"),
+                       ("recursive", "list and return every envelope under the prefix"))]}
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise UsageError(f"query parameter {name!r} must be true or false")
+
+
+@router.get("/{path:anypath}", summary="Read one envelope, or list / load a prefix",
+            openapi_extra=_QUERY_DOC)
+async def kv_get(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
+    policies, audit, caller = ctx.state.policies, ctx.audit, ctx.caller
+    recursive = _flag(request, "recursive")
+    if _flag(request, "list") or recursive:
         prefix = validate_prefix("/" + path)
         audit.update(op="kv.load" if recursive else "kv.list", path=prefix)
         _require(policies, caller, prefix, Capability.LIST, audit, is_prefix=True)
-        entries, revision = await state.kv.range(prefix, keys_only=not recursive)
-        group = caller.group or ""
-        readable = [e for e in entries if _listable(policies, group, e.path)]
+        entries, revision = await ctx.state.kv.range(prefix, keys_only=not recursive)
+        readable = [e for e in entries if _listable(policies, ctx.group, e.path)]
         audit["revision"] = revision
         if recursive:
-            return {"prefix": prefix, "revision": revision,
-                    "entries": [_entry_json(e) for e in readable]}
-        return {"prefix": prefix, "revision": revision, "keys": [e.path for e in readable]}
+            return JSONResponse({"prefix": prefix, "revision": revision,
+                                 "entries": [_entry_json(e) for e in readable]})
+        return JSONResponse({"prefix": prefix, "revision": revision,
+                             "keys": [e.path for e in readable]})
     if path.endswith("/") or path == "":
         raise InvalidPath(f"/{path} names a prefix; add ?list=true or ?recursive=true")
     key = validate_key("/" + path)
     audit.update(op="kv.read", path=key)
     _require(policies, caller, key, Capability.READ, audit)
-    entry = await state.kv.get(key)
+    entry = await ctx.state.kv.get(key)
     if entry is None:
         raise NotFound(f"{key} not found")
     audit["revision"] = entry.mod_revision
-    return _entry_json(entry)
+    return JSONResponse(_entry_json(entry))
 
 
 @router.put("/{path:anypath}", summary="Store an envelope (body: raw envelope bytes)")
-async def kv_put(path: str, request: Request, caller: GroupCaller, state: StateDep,
-                 audit: AuditDep) -> dict[str, Any]:
+async def kv_put(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
     key = validate_key("/" + path)
+    policies, audit, caller = ctx.state.policies, ctx.audit, ctx.caller
     audit.update(op="kv.write", path=key)
-    policies = state.policies
     _require(policies, caller, key, Capability.WRITE, audit)
     if_match = _revision_header(request.headers.get("if-match"), "If-Match")
     none_match = request.headers.get("if-none-match")
@@ -141,27 +159,26 @@ async def kv_put(path: str, request: Request, caller: GroupCaller, state: StateD
     if if_match is not None or none_match is not None:
         _require_conditional(policies, caller, key)
     body = await _read_body(request)
-    check_envelope(body, key, policies, state.escrow)
-    revision = await state.kv.put(key, body, if_revision=if_match,
-                                  create_only=none_match is not None)
+    check_envelope(body, key, policies, ctx.state.escrow)
+    revision = await ctx.state.kv.put(key, body, if_revision=if_match,
+                                      create_only=none_match is not None)
     audit["revision"] = revision
-    return {"path": key, "revision": revision}
+    return JSONResponse({"path": key, "revision": revision})
 
 
 @router.delete("/{path:anypath}", summary="Delete one key")
-async def kv_delete(path: str, request: Request, caller: GroupCaller, state: StateDep,
-                    audit: AuditDep) -> dict[str, Any]:
+async def kv_delete(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
     key = validate_key("/" + path)
+    policies, audit, caller = ctx.state.policies, ctx.audit, ctx.caller
     audit.update(op="kv.delete", path=key)
-    policies = state.policies
     _require(policies, caller, key, Capability.DELETE, audit)
     if_match = _revision_header(request.headers.get("if-match"), "If-Match")
     if if_match is not None:
         _require_conditional(policies, caller, key)
-    existed = await state.kv.delete(key, if_revision=if_match)
+    existed = await ctx.state.kv.delete(key, if_revision=if_match)
     if not _may_read(policies, caller, key):
         # Why: a caller who may delete but not read must not learn whether the key existed.
-        return {"path": key}
+        return JSONResponse({"path": key})
     if not existed:
         raise NotFound(f"{key} not found")
-    return {"path": key, "deleted": True}
+    return JSONResponse({"path": key, "deleted": True})

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from vaultkey.acl import Capability
 from vaultkey.errors import PermissionDenied
 from vaultkey.paths import validate_key
-from vaultkey.proxy.deps import AuditDep, CallerDep, GroupCaller, StateDep, raw_path_guard
+from vaultkey.proxy.deps import AnyCtx, GroupCtx, StateDep
 
 router = APIRouter(tags=["sys"])
 
@@ -31,20 +31,20 @@ async def metrics(state: StateDep) -> Response:
 
 
 @router.get("/v1/whoami", summary="Who this token is")
-async def whoami(caller: CallerDep, audit: AuditDep) -> dict[str, Any]:
-    audit.update(op="whoami", decision="allow")
+async def whoami(ctx: AnyCtx) -> dict[str, Any]:
+    ctx.audit.update(op="whoami", decision="allow")
+    caller = ctx.caller
     return {"kind": caller.kind, "token_id": caller.token_id, "group": caller.group,
             "name": caller.name, "expires": caller.expires}
 
 
-@router.get("/v1/recipients/{path:anypath}", summary="Groups that may read a path, and their keys",
-            dependencies=[Depends(raw_path_guard)])
-async def recipients(path: str, caller: GroupCaller, state: StateDep,
-                     audit: AuditDep) -> dict[str, Any]:
+@router.get("/v1/recipients/{path:anypath}",
+            summary="Groups that may read a path, and their keys")
+async def recipients(path: str, ctx: GroupCtx) -> dict[str, Any]:
     key = validate_key("/" + path)
+    audit, state, group = ctx.audit, ctx.state, ctx.group
     audit.update(op="recipients", path=key)
     policies = state.policies
-    group = caller.group or ""
     acl = policies.policy_set
     if not (acl.allowed(group, key, Capability.WRITE) or acl.allowed(group, key, Capability.READ)):
         audit["decision"] = "deny"

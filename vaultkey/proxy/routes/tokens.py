@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 
 from vaultkey.errors import UsageError, ValueTooLarge
-from vaultkey.proxy.deps import AdminCaller, AuditDep, StateDep
+from vaultkey.proxy.deps import AdminCtx
 from vaultkey.proxy.tokens import parse_ttl
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
@@ -43,8 +43,8 @@ async def _token_request(request: Request) -> TokenRequest:
 @router.post("", summary="Create a token for a group (the token is shown once)",
              openapi_extra={"requestBody": {"content": {"application/json": {
                  "schema": TokenRequest.model_json_schema()}}, "required": True}})
-async def create_token(request: Request, _admin: AdminCaller, state: StateDep,
-                       audit: AuditDep) -> dict[str, Any]:
+async def create_token(request: Request, ctx: AdminCtx) -> dict[str, Any]:
+    state, audit = ctx.state, ctx.audit
     body = await _token_request(request)
     audit.update(op="token.create", path=f"group:{body.group}", decision="allow")
     if body.group not in state.policies.policy_set.groups:
@@ -56,15 +56,14 @@ async def create_token(request: Request, _admin: AdminCaller, state: StateDep,
 
 
 @router.get("", summary="List tokens (never their secrets)")
-async def list_tokens(_admin: AdminCaller, state: StateDep, audit: AuditDep) -> dict[str, Any]:
-    audit.update(op="token.list", decision="allow")
-    records = await state.blocking.run(state.tokens.list)
+async def list_tokens(ctx: AdminCtx) -> dict[str, Any]:
+    ctx.audit.update(op="token.list", decision="allow")
+    records = await ctx.state.blocking.run(ctx.state.tokens.list)
     return {"tokens": [r.public() for r in records]}
 
 
 @router.delete("/{token_id}", summary="Revoke a token by id")
-async def revoke_token(token_id: str, _admin: AdminCaller, state: StateDep,
-                       audit: AuditDep) -> dict[str, Any]:
-    audit.update(op="token.revoke", path=f"token:{token_id}", decision="allow")
-    await state.blocking.run(state.tokens.revoke, token_id)
+async def revoke_token(token_id: str, ctx: AdminCtx) -> dict[str, Any]:
+    ctx.audit.update(op="token.revoke", path=f"token:{token_id}", decision="allow")
+    await ctx.state.blocking.run(ctx.state.tokens.revoke, token_id)
     return {"id": token_id, "revoked": True}
