@@ -266,3 +266,33 @@ def test_cli_commands_do_not_import_httpx(proxy):
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True,
                        env=proxy.env("alpha"), timeout=60, check=False)
     assert r.stdout.splitlines()[-1] == b"0 False", r.stdout + r.stderr
+
+
+def test_exit_1_when_the_server_is_not_a_vaultkey_proxy(tmp_path):
+    from vaultkey._etcdproc import free_port
+
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                            "127.0.0.1", "--directory", str(tmp_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import httpx
+
+        assert wait_for(lambda: _answers(httpx, port))
+        r = subprocess.run([sys.executable, "-m", "vaultkey", "--addr",
+                            f"http://127.0.0.1:{port}", "--token", "t", "whoami"],
+                           capture_output=True, timeout=60, check=False,
+                           env={"PATH": "/usr/bin:/bin", "VAULTKEY_CONFIG": "/dev/null"})
+    finally:
+        web.terminate()
+        web.wait(10)
+    assert r.returncode == 1
+    assert b"not a vaultkey answer" in r.stderr and b"Traceback" not in r.stderr
+
+
+def _answers(httpx, port: int) -> bool:
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/")
+        return True
+    except httpx.TransportError:
+        return False
