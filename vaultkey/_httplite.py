@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import http.client
 import json as _json
+import os
 import ssl
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class LiteTransportError(Exception):
@@ -37,6 +40,7 @@ class LiteConnection:
     def __init__(self, *, base_url: str, verify: ssl.SSLContext, headers: dict[str, str],
                  timeout: float) -> None:
         parts = urlsplit(base_url)
+        self._base_path = parts.path.rstrip("/")  # like httpx's base_url
         self._tls = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._tls else 80)
@@ -44,6 +48,8 @@ class LiteConnection:
         self._headers = headers
         self._timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        self._used = False  # has the current connection answered a request already?
+        self._was_reused = False
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -59,23 +65,53 @@ class LiteConnection:
     def request(self, method: str, url: str, *, params: dict[str, str] | None = None,
                 headers: dict[str, str] | None = None, content: bytes | None = None,
                 json: Any = None) -> LiteResponse:
-        target = url + ("?" + urlencode(params) if params else "")
+        target = self._base_path + url + ("?" + urlencode(params) if params else "")
         all_headers = {**self._headers, **(headers or {})}
         body = content
         if json is not None:
             body = _json.dumps(json).encode()
             all_headers["Content-Type"] = "application/json"
         try:
-            conn = self._connection()
-            conn.request(method, target, body=body, headers=all_headers)
-            raw = conn.getresponse()
-            data = raw.read()
+            return self._exchange(method, target, body, all_headers)
+        except _STALE as exc:
+            # A kept-alive connection the server closed while idle fails before the server
+            # read anything, so sending again on a fresh connection is safe (as httpx does).
+            if not self._was_reused:
+                self.close()
+                raise LiteTransportError(str(exc) or type(exc).__name__) from exc
+            self.close()
+        try:
+            return self._exchange(method, target, body, all_headers)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise LiteTransportError(str(exc) or type(exc).__name__) from exc
+
+    def _exchange(self, method: str, target: str, body: bytes | None,
+                  headers: dict[str, str]) -> LiteResponse:
+        self._was_reused = self._used
+        try:
+            conn = self._connection()
+            conn.request(method, target, body=body, headers=headers)
+            raw = conn.getresponse()
+            data = raw.read()
+        except _STALE:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise LiteTransportError(str(exc) or type(exc).__name__) from exc
+        self._used = True
         return LiteResponse(raw.status, {k.lower(): v for k, v in raw.getheaders()}, data)
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._used = False
+
+
+def proxy_configured(url: str) -> bool:
+    """True if the environment asks for an HTTP proxy for *url* (then the CLI uses httpx,
+    which honours HTTPS_PROXY / ALL_PROXY / NO_PROXY, so CLI and SDK take the same path)."""
+    names = ("https_proxy", "all_proxy") if url.startswith("https:") else ("http_proxy",
+                                                                           "all_proxy")
+    return any(os.environ.get(n) or os.environ.get(n.upper()) for n in names)

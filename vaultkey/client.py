@@ -60,7 +60,7 @@ class _Base:
 
     @classmethod
     def from_env(cls: type[T], *, profile: str | None = None, **explicit: Any) -> T:
-        """Settings from explicit values > ``VAULTKEY_*`` environment > config profile."""
+        """Settings as the CLI resolves them (see :func:`vaultkey.config.resolve`)."""
         names = {"addr", "token", "token_file", "cacert", "client_cert", "client_key", "key",
                  "trust", "timeout"}
         settings = _config.resolve({k: v for k, v in explicit.items() if k in names},
@@ -153,8 +153,10 @@ class CliClient(Client):
     (see :mod:`vaultkey._httplite`). Behaves exactly like :class:`Client`."""
 
     def _connect(self) -> Any:
-        from vaultkey._httplite import LiteConnection, LiteTransportError
+        from vaultkey._httplite import LiteConnection, LiteTransportError, proxy_configured
 
+        if proxy_configured(self.settings.addr) or self._transport is not None:
+            return super()._connect()
         self._transport_errors = (LiteTransportError,)
         return LiteConnection(**self._ops.client_kwargs())
 

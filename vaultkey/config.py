@@ -1,4 +1,4 @@
-"""Client settings: explicit arguments, then ``VAULTKEY_*`` environment, then a profile.
+"""Client settings: explicit arguments, a chosen profile or ``VAULTKEY_*``, the default profile.
 
 The config file (``~/.config/vaultkey/config.toml``, or ``VAULTKEY_CONFIG``)
 holds named profiles::
@@ -119,7 +119,8 @@ def resolve(
     """
     environ = os.environ if env is None else env
     chosen = profile or environ.get("VAULTKEY_PROFILE")
-    merged: dict[str, Any] = load_profile(chosen, config_path or environ.get("VAULTKEY_CONFIG"))
+    from_profile = load_profile(chosen, config_path or environ.get("VAULTKEY_CONFIG"))
+    merged: dict[str, Any] = dict(from_profile)
     if not chosen:
         _apply_env(merged, environ)
     for name, value in (explicit or {}).items():
@@ -127,6 +128,7 @@ def resolve(
             merged[name] = value
             if name in ("token", "token_file"):
                 merged.pop("token_file" if name == "token" else "token", None)
+    _check_token_goes_home(from_profile, merged)
     for name in ("token_file", "cacert", "client_cert", "client_key", "key", "trust"):
         if isinstance(merged.get(name), str):
             merged[name] = os.path.expanduser(merged[name])
@@ -140,6 +142,18 @@ def resolve(
             raise UsageError(f"bad timeout {merged['timeout']!r}: a number of seconds") from None
     known = {f.name for f in fields(ClientSettings)}
     return ClientSettings(**{k: v for k, v in merged.items() if k in known})
+
+
+def _check_token_goes_home(from_profile: Mapping[str, Any], merged: Mapping[str, Any]) -> None:
+    """A profile's token is only ever sent to that profile's own address."""
+    token_from_profile = "token_file" in from_profile and \
+        merged.get("token_file") == from_profile["token_file"] and not merged.get("token")
+    if token_from_profile and merged.get("addr") != from_profile.get("addr"):
+        raise UsageError(
+            "the profile's token_file would be sent to another address "
+            f"({merged.get('addr', 'the default')})",
+            hint="give a token for that address (--token-file / VAULTKEY_TOKEN), or choose "
+            "the profile with --profile and no other address")
 
 
 def _apply_env(merged: dict[str, Any], environ: Mapping[str, str]) -> None:

@@ -121,8 +121,9 @@ def test_audit_lines_are_json_with_the_documented_fields(proxy):
     assert wait_for(lambda: "/beta/audit-probe" in proxy.audit_path.read_text())
     lines = [json.loads(x) for x in proxy.audit_path.read_text().splitlines()]
     probe = [x for x in lines if x["path"] == "/beta/audit-probe"][-1]
-    assert set(probe) == {"time", "token_id", "group", "op", "path", "decision", "status",
-                          "revision", "ms"}
+    assert set(probe) == {"time", "token_id", "claimed_token_id", "group", "op", "path",
+                          "decision", "status", "revision", "ms"}
+    assert probe["claimed_token_id"] is None  # set only when authentication fails
     assert probe["group"] == "beta" and probe["status"] == 404 and probe["op"] == "kv.read"
 
 

@@ -12,18 +12,21 @@ from vaultkey.crypto import SecretKey, write_keypair
 from vaultkey.trust import TrustStore
 
 
-def test_explicit_beats_env_beats_profile(tmp_path):
+def test_explicit_beats_env_beats_default_profile(tmp_path):
     cfg = tmp_path / "c.toml"
     tf = tmp_path / "tok"
     tf.write_text("from-profile-file\n")
     cfg.write_text(f'default_profile = "p"\n[profiles.p]\naddr = "https://profile:1"\n'
                    f'token_file = "{tf}"\ncacert = "/profile/ca.pem"\n')
-    env = {"VAULTKEY_ADDR": "https://env:2"}
+    s = resolve({}, env={}, config_path=cfg)
+    assert (s.addr, s.token, s.cacert) == ("https://profile:1", "from-profile-file",
+                                           "/profile/ca.pem")
+    env = {"VAULTKEY_ADDR": "https://env:2", "VAULTKEY_TOKEN": "env-token"}
     s = resolve({}, env=env, config_path=cfg)
-    assert (s.addr, s.token, s.cacert) == ("https://env:2", "from-profile-file", "/profile/ca.pem")
+    assert (s.addr, s.token, s.cacert) == ("https://env:2", "env-token", "/profile/ca.pem")
     s = resolve({"addr": "https://flag:3", "token": "t"}, env=env, config_path=cfg)
     assert (s.addr, s.token) == ("https://flag:3", "t")
-    assert "from-profile-file" not in repr(resolve({}, env=env, config_path=cfg))
+    assert "from-profile-file" not in repr(resolve({}, env={}, config_path=cfg))
 
 
 def test_a_chosen_profile_beats_the_environment(tmp_path):
@@ -186,3 +189,18 @@ def test_401_hint_speaks_to_cli_users():
             pytest.raises(vaultkey.Unauthenticated) as info:
         vk.whoami()
     assert "VAULTKEY_TOKEN" in info.value.diagnostics()
+
+
+def test_a_profile_token_is_never_sent_to_another_address(tmp_path):
+    tf = tmp_path / "prod-token"
+    tf.write_text("prod-token")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'default_profile = "prod"\n[profiles.prod]\naddr = "https://prod:1"\n'
+                   f'token_file = "{tf}"\n')
+    with pytest.raises(vaultkey.UsageError, match="another address"):
+        resolve({}, env={"VAULTKEY_ADDR": "https://dev:2"}, config_path=cfg)
+    with pytest.raises(vaultkey.UsageError, match="another address"):
+        resolve({"addr": "https://other:3"}, env={}, config_path=cfg)
+    s = resolve({"addr": "https://other:3", "token": "t"}, env={}, config_path=cfg)
+    assert (s.addr, s.token) == ("https://other:3", "t")
+    assert resolve({}, env={}, config_path=cfg).token == "prod-token"

@@ -106,7 +106,11 @@ def dev(directory: str | None, listen: str) -> None:
         state = _prepare(root)
         ports = state.setdefault("etcd_ports", [free_port(), free_port()])
         (root / "state.json").write_text(json.dumps(state, indent=2))
-        etcd = EtcdProcess.start(root / "etcd", client_port=ports[0], peer_port=ports[1])
+        try:
+            etcd = EtcdProcess.start(root / "etcd", client_port=ports[0], peer_port=ports[1])
+        except UsageError as exc:
+            raise UsageError(exc.message, hint="etcd's ports are fixed for a kept --dir: free "
+                             "the port, or start over with a new --dir") from exc
         config = ProxyConfig(
             policies=str(root / "policies"), etcd=[etcd.url], listen=listen,
             tls_cert=state["cert"], tls_key=state["key"],

@@ -119,6 +119,7 @@ class AuditMiddleware:
         line = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "token_id": record.get("token_id"),
+            "claimed_token_id": record.get("claimed_token_id"),
             "group": record.get("group"),
             "op": record.get("op", f"{scope['method']} {scope['path'][:64]}"),
             "path": record.get("path"),

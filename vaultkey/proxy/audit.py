@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -31,6 +32,8 @@ _STOP = object()
 class AuditWriter:
     def __init__(self, stream: IO[str], capacity: int = MAX_PENDING_LINES) -> None:
         self._stream = stream
+        self._closed = False
+        self.failures = 0  # failed write attempts (each retried until it succeeds)
         self._slots = threading.BoundedSemaphore(capacity)
         self._queue: queue.Queue[object] = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name="vaultkey-audit", daemon=True)
@@ -46,8 +49,8 @@ class AuditWriter:
         return cls(stream, capacity)
 
     def reserve(self) -> bool:
-        """Take a slot for one line; False when the writer is too far behind."""
-        return self._slots.acquire(blocking=False)
+        """Take a slot for one line; False when the writer is too far behind or closed."""
+        return not self._closed and self._slots.acquire(blocking=False)
 
     def release(self) -> None:
         """Give back a slot whose line will not be written (e.g. a request that never ran)."""
@@ -62,18 +65,36 @@ class AuditWriter:
             item = self._queue.get()
             if item is _STOP:
                 return
-            try:
-                self._stream.write(f"{item}\n")
-                self._stream.flush()
-            except OSError:
-                # Keep the slot: while the disk fails, reservations run out and the
-                # proxy refuses requests rather than serve them unaudited.
-                log.exception("cannot write the audit log")
-                continue
+            self._write_until_done(f"{item}\n")
             self._slots.release()
 
+    def _write_until_done(self, text: str) -> None:
+        """Retry one line until the disk takes it. Its slot stays taken meanwhile, so
+        while writes fail the slots run out and requests are refused, not unaudited;
+        once the disk recovers, everything queued is written and slots come back."""
+        delay = 0.05
+        while True:
+            try:
+                self._stream.write(text)
+                self._stream.flush()
+                return
+            except Exception:  # any failure: never lose the line, never kill this thread
+                self.failures += 1
+                if self.failures == 1 or self.failures % 100 == 0:
+                    log.exception("cannot write the audit log (%d failures so far); "
+                                  "refusing requests once it falls behind", self.failures)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     def close(self, timeout: float = 10.0) -> None:
-        """Write everything queued so far, then stop."""
+        """Refuse new lines, write everything queued so far, then stop (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("the audit log did not drain within %.0fs; %d lines unwritten",
+                      timeout, self._queue.qsize())
+            return  # the thread still owns the stream
         self._stream.close()

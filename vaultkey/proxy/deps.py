@@ -47,9 +47,10 @@ async def _context(request: Request) -> Ctx:
     state: ProxyState = request.app.state.vaultkey
     record: dict[str, Any] = request.scope.setdefault("vaultkey.audit", {})
     token = _presented_token(request)
-    # The token id is public: recording it even when authentication fails lets operators
-    # find who still uses a revoked or expired token.
-    record["token_id"] = parse_token_id(token) if token else None
+    # The token id is public: recording the *claimed* id even when authentication fails
+    # lets operators find who still uses a revoked or expired token. It is only a claim:
+    # token_id is set once the token is verified.
+    record["claimed_token_id"] = parse_token_id(token) if token else None
     # A cached token is checked on the event loop; only a cache miss reads etcd (in the pool).
     caller = state.tokens.authenticate(token, cached_only=True)
     if caller is None:
@@ -57,6 +58,7 @@ async def _context(request: Request) -> Ctx:
     assert caller is not None
     record["token_id"] = caller.token_id
     record["group"] = caller.group
+    record.pop("claimed_token_id", None)
     return Ctx(state, caller, record)
 
 

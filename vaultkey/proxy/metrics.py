@@ -25,6 +25,10 @@ class Metrics:
             "vaultkey_audit_refused", "requests refused because the audit queue was full",
             registry=self.registry,
         )
+        self.audit_write_failures = Gauge(
+            "vaultkey_audit_write_failures", "failed audit log writes (each line is retried)",
+            registry=self.registry,
+        )
         self.policy_reloads = Counter(
             "vaultkey_policy_reloads", "policy reloads by result", ["result"],
             registry=self.registry,

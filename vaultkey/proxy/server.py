@@ -67,7 +67,8 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
     check_tls_files(config)
     state = state or ProxyState(config)
     if config.audit_log:
-        state.audit = AuditWriter.open(config.audit_log)
+        writer = state.audit = AuditWriter.open(config.audit_log)
+        state.metrics.audit_write_failures.set_function(lambda: writer.failures)
     app = create_app(config, state=state, reload_on_sighup=on_sighup == "reload")
     log = logging.getLogger("vaultkey.proxy")
     scheme = "https" if config.tls_cert else "http"
@@ -81,10 +82,12 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(uv_config)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; with this handler that
-    # becomes SystemExit(143), so the callers' finally-blocks (vaultkey dev's cleanup) run.
-    signal.signal(signal.SIGTERM, _exit_with_status)
-    if on_sighup == "stop":  # vaultkey dev: a closed terminal stops it like Ctrl-C
+    if on_sighup == "stop":
+        # vaultkey dev: uvicorn shuts down gracefully on SIGTERM, then re-raises it; with
+        # this handler that becomes SystemExit(143), so dev's cleanup (finally) runs. A
+        # closed terminal (SIGHUP) stops it like Ctrl-C. `serve` keeps the default, so a
+        # service manager sees a clean "killed by SIGTERM".
+        signal.signal(signal.SIGTERM, _exit_with_status)
         signal.signal(signal.SIGHUP,
                       lambda _s, frame: server.handle_exit(signal.SIGINT, frame))
     server.run()

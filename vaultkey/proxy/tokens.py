@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -118,6 +119,7 @@ class TokenRegistry:
         # Ids revoked through this replica: a lookup that raced the revocation must not
         # put the record back into the cache (revocation is immediate here).
         self._revoked: dict[str, float] = {}
+        self._lock = threading.Lock()  # revoke vs. caching a lookup: one at a time
 
     def create(
         self, group: str, *, name: str = "", ttl: int | None = None
@@ -146,9 +148,10 @@ class TokenRegistry:
         ):
             raise NotFound(f"no token with id {token_id!r}")
         now = time.monotonic()
-        self._revoked = {k: t for k, t in self._revoked.items() if now - t < 60}
-        self._revoked[token_id] = now
-        self._cache.pop(token_id, None)
+        with self._lock:
+            self._revoked = {k: t for k, t in self._revoked.items() if now - t < 60}
+            self._revoked[token_id] = now
+            self._cache.pop(token_id, None)
 
     def _cached(self, token_id: str) -> TokenRecord | None:
         hit = self._cache.get(token_id)
@@ -160,12 +163,13 @@ class TokenRegistry:
         now = time.monotonic()
         entry = self._store.get(f"/tokens/{token_id}")
         record = TokenRecord.from_json(entry.value) if entry else None
-        if token_id in self._revoked:
-            return None
-        if record is not None:
-            self._cache[token_id] = (now, record)
-        else:
-            self._cache.pop(token_id, None)
+        with self._lock:
+            if token_id in self._revoked:
+                return None
+            if record is not None:
+                self._cache[token_id] = (now, record)
+            else:
+                self._cache.pop(token_id, None)
         return record
 
     def authenticate(self, token: str | None, *, cached_only: bool = False) -> Caller | None:
