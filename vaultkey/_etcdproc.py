@@ -103,7 +103,8 @@ class EtcdProcess:
     @classmethod
     def start(cls, data_dir: str | os.PathLike[str], *, binary: str | None = None,
               client_port: int | None = None, peer_port: int | None = None,
-              tls: EtcdTLS | None = None, timeout: float = 20.0) -> EtcdProcess:
+              tls: EtcdTLS | None = None, timeout: float = 20.0,
+              extra_args: list[str] | None = None) -> EtcdProcess:
         """Start etcd with its data in *data_dir*; wait until it serves requests."""
         data = Path(data_dir)
         data.mkdir(parents=True, exist_ok=True)
@@ -129,7 +130,7 @@ class EtcdProcess:
             if tls.client_cert_auth:
                 # etcd requires a client certificate whenever a trusted CA is set.
                 args += ["--trusted-ca-file", tls.ca, "--client-cert-auth"]
-        etcd = cls(args, data, cport, pport, tls)
+        etcd = cls(args + list(extra_args or []), data, cport, pport, tls)
         etcd._spawn(timeout)
         return etcd
 

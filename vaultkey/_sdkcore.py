@@ -119,8 +119,11 @@ class _Ops:
             blob = base64.b64decode(entry["envelope"], validate=True)
         except (KeyError, ValueError, TypeError):
             raise DecryptionError(f"{path}: the proxy returned no valid envelope") from None
-        env = parse_for_decryption(blob)
-        value = open_envelope(env, path, self.secret_key())
+        try:
+            env = parse_for_decryption(blob)
+            value = open_envelope(env, path, self.secret_key())
+        except DecryptionError as exc:  # name the key: get_many decrypts many
+            raise DecryptionError(f"{path}: {exc.message}", hint=exc.hint) from None
         kids = tuple(format_key_id(k) for k in env.recipient_kids)
         return Item(path, value, int(entry["revision"]), int(entry["create_revision"]),
                     int(entry["version"]), kids)

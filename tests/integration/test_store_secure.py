@@ -102,3 +102,30 @@ def test_failover_to_the_next_endpoint(etcd_server):
     finally:
         conn.client().delete_prefix(b"/failover")
         conn.close()
+
+
+def test_an_expired_etcd_auth_token_is_renewed(tmp_path, pki):
+    import time
+
+    tls = EtcdTLS(cert=str(pki / "server.pem"), key=str(pki / "server.key"),
+                  ca=str(pki / "ca.pem"))
+    ca = str(pki / "ca.pem")
+    with EtcdProcess.start(tmp_path / "etcd", tls=tls,
+                           extra_args=["--auth-token", "simple", "--auth-token-ttl", "1"]) as etcd:
+        admin = EtcdConnection(EtcdSettings(endpoints=[etcd.url], ca_cert=ca))
+        client = admin.client()
+        client.authstub.UserAdd(etcdrpc.AuthUserAddRequest(name="root", password="rootpw"))
+        client.authstub.UserGrantRole(etcdrpc.AuthUserGrantRoleRequest(user="root", role="root"))
+        client.authstub.AuthEnable(etcdrpc.AuthEnableRequest())
+        admin.close()
+        conn = EtcdConnection(EtcdSettings(endpoints=[etcd.url], ca_cert=ca, user="root",
+                                           password="rootpw"))
+        try:
+            store = EtcdStore(conn, "/renew")
+            store.put("/k", b"before")
+            first = conn.client()
+            time.sleep(3)  # the simple token expires after 1 s of idleness
+            assert store.get("/k").value == b"before"  # reconnected with a fresh token
+            assert conn.client() is not first
+        finally:
+            conn.close()
