@@ -65,17 +65,24 @@ def test_store_over_server_tls_refuses_unknown_ca(tmp_path, pki):
             _roundtrip(EtcdSettings(endpoints=[etcd.url], ca_cert=str(other_ca), timeout=2))
 
 
+def _enable_auth(url: str, ca: str) -> None:
+    """Turn on etcd auth with user root / password rootpw."""
+    admin = EtcdConnection(EtcdSettings(endpoints=[url], ca_cert=ca))
+    try:
+        client = admin.client()
+        client.authstub.UserAdd(etcdrpc.AuthUserAddRequest(name="root", password="rootpw"))
+        client.authstub.UserGrantRole(etcdrpc.AuthUserGrantRoleRequest(user="root", role="root"))
+        client.authstub.AuthEnable(etcdrpc.AuthEnableRequest())
+    finally:
+        admin.close()
+
+
 def test_store_with_etcd_user_and_password_over_tls(tmp_path, pki):
     tls = EtcdTLS(cert=str(pki / "server.pem"), key=str(pki / "server.key"),
                   ca=str(pki / "ca.pem"))
     ca = str(pki / "ca.pem")
     with EtcdProcess.start(tmp_path / "etcd", tls=tls) as etcd:
-        admin = EtcdConnection(EtcdSettings(endpoints=[etcd.url], ca_cert=ca))
-        client = admin.client()
-        client.authstub.UserAdd(etcdrpc.AuthUserAddRequest(name="root", password="rootpw"))
-        client.authstub.UserGrantRole(etcdrpc.AuthUserGrantRoleRequest(user="root", role="root"))
-        client.authstub.AuthEnable(etcdrpc.AuthEnableRequest())
-        admin.close()
+        _enable_auth(etcd.url, ca)
         settings = EtcdSettings(endpoints=[etcd.url], ca_cert=ca, user="root", password="rootpw")
         assert "rootpw" not in repr(settings)
         assert _roundtrip(settings) == b"over tls"
@@ -112,12 +119,7 @@ def test_an_expired_etcd_auth_token_is_renewed(tmp_path, pki):
     ca = str(pki / "ca.pem")
     with EtcdProcess.start(tmp_path / "etcd", tls=tls,
                            extra_args=["--auth-token", "simple", "--auth-token-ttl", "1"]) as etcd:
-        admin = EtcdConnection(EtcdSettings(endpoints=[etcd.url], ca_cert=ca))
-        client = admin.client()
-        client.authstub.UserAdd(etcdrpc.AuthUserAddRequest(name="root", password="rootpw"))
-        client.authstub.UserGrantRole(etcdrpc.AuthUserGrantRoleRequest(user="root", role="root"))
-        client.authstub.AuthEnable(etcdrpc.AuthEnableRequest())
-        admin.close()
+        _enable_auth(etcd.url, ca)
         conn = EtcdConnection(EtcdSettings(endpoints=[etcd.url], ca_cert=ca, user="root",
                                            password="rootpw"))
         try:
