@@ -8,7 +8,8 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     VaultkeyError                    base; .exit_code for the CLI
     ├── UsageError                   bad input from the caller (exit 64)
     │   ├── InvalidPath              path fails the documented rules
-    │   └── ValueTooLarge            envelope would exceed etcd's request limit
+    │   ├── ValueTooLarge            envelope would exceed etcd's request limit
+    │   └── RequestTimeout           the request body did not arrive in time (HTTP 408)
     ├── KeyFileError                 key file unreadable, too open, corrupted (exit 66)
     ├── MalformedEnvelope            bytes are not a well-formed v1 envelope
     ├── DecryptionError              the one error for every failed decryption (exit 7)
@@ -70,6 +71,13 @@ class ValueTooLarge(UsageError):
 
     http_status = 413
     code = "value_too_large"
+
+
+class RequestTimeout(UsageError):
+    """The client did not send the whole request in time (the proxy's body timeout)."""
+
+    http_status = 408
+    code = "request_timeout"
 
 
 class KeyFileError(VaultkeyError):
@@ -197,6 +205,7 @@ __all__ = [
     "PermissionDenied",
     "PolicyError",
     "ProtocolError",
+    "RequestTimeout",
     "StoreError",
     "Unauthenticated",
     "Unavailable",

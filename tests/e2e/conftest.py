@@ -214,6 +214,7 @@ def proxy_factory(tmp_path_factory, tls_ca, etcd_server) -> Iterator[Callable[..
             shutil.move(str(key_path), str(d / f"{group}.key"))
         admin = secrets.token_urlsafe(32)
         (d / "admin-token").write_text(admin + "\n")
+        (d / "admin-token").chmod(0o600)
         port = free_port()
         root = f"/vk-{uuid.uuid4().hex[:10]}"
         url = etcd_url or etcd_server.url

@@ -20,7 +20,7 @@ from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.state import ProxyState
 
 POLICY = 'group = "g"\nrecipients = ["g.pub"]\n[[rules]]\nprefix = "/g/"\nallow = ["read"]\n'
-ADMIN = "a" * 40
+ADMIN = "kJ8vQ2xN5rT0wY7bL4mF1sD9gH6cP3aE_u-Zo2Q"
 
 
 class GatedStream(io.StringIO):

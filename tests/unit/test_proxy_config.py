@@ -8,7 +8,7 @@ from vaultkey.errors import UsageError
 from vaultkey.proxy.config import ProxyConfig, is_loopback
 from vaultkey.proxy.tokens import hash_token, new_token, parse_token_id, parse_ttl
 
-ADMIN = "a" * 40
+ADMIN = "kJ8vQ2xN5rT0wY7bL4mF1sD9gH6cP3aE_u-Zo2Q"
 
 
 def cfg(tmp_path, **kw):

@@ -14,10 +14,12 @@ the combined result::
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vaultkey.errors import UsageError
+from vaultkey.proxy.protocol import ConnectionLimits
 from vaultkey.store import EtcdSettings
 
 MIN_ADMIN_TOKEN_CHARS = 32
@@ -40,6 +42,46 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# The segments under a root that a vaultkey proxy writes (see state.py).
+_ROOT_SEGMENTS = ("kv", "sys")
+_ROOT_RE = re.compile(r"/[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+
+
+def check_root(root: str) -> None:
+    """Refuse a root that is malformed or lies inside another installation's keyspace.
+
+    Why: a root such as ``/vaultkey/kv/app`` would make this proxy's tokens and
+    values ordinary keys of the installation at ``/vaultkey``, readable and
+    writable through that installation's API.
+    """
+    if not _ROOT_RE.fullmatch(root) or any(seg in (".", "..") for seg in root.split("/")):
+        raise UsageError(f"--root {root!r} must start with '/', not end with '/', and use "
+                         "only letters, digits, '.', '_' and '-' in its segments")
+    segments = root.split("/")[1:]
+    if any(seg in _ROOT_SEGMENTS for seg in segments[1:]):
+        raise UsageError(f"--root {root} lies inside another vaultkey root "
+                         f"(a '/kv' or '/sys' segment below the first)",
+                         hint="give each installation its own top-level root, e.g. /vaultkey-b")
+
+
+def _check_admin_token(token: str) -> None:
+    """Refuse short or obviously low-entropy admin tokens (they guard every group)."""
+    hint = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        raise UsageError(f"the admin token must be at least {MIN_ADMIN_TOKEN_CHARS} characters",
+                         hint=hint)
+    # Why: a 32-character token of 'a's or a repeated short pattern passes a length check
+    # but has almost no entropy. Real random tokens of 32 base64url characters have ~25
+    # distinct characters; 12 is a generous floor that no generator output falls below.
+    if len(set(token)) < 12 or _repeats_a_short_pattern(token):
+        raise UsageError("the admin token has too little entropy (repeated characters or a "
+                         "repeated pattern)", hint=hint)
+
+
+def _repeats_a_short_pattern(token: str) -> bool:
+    return any(token == (token[:n] * (len(token) // n + 1))[:len(token)] for n in range(1, 9))
+
+
 @dataclass
 class ProxyConfig:
     policies: str
@@ -59,16 +101,17 @@ class ProxyConfig:
     etcd_user: str | None = None
     etcd_password: str | None = field(default=None, repr=False)
     etcd_timeout: float = 5.0
+    max_connections: int = ConnectionLimits.max_connections
+    max_header_bytes: int = ConnectionLimits.max_header_bytes
+    header_timeout: float = ConnectionLimits.head_timeout
+    idle_timeout: float = ConnectionLimits.idle_timeout
+    body_timeout: float = ConnectionLimits.body_timeout
+    handshake_timeout: float = ConnectionLimits.handshake_timeout
 
     def check(self) -> None:
         """Refuse unsafe or inconsistent settings with a message naming the fix."""
         host, _port = split_listen(self.listen)
-        if len(self.admin_token.strip()) < MIN_ADMIN_TOKEN_CHARS:
-            raise UsageError(
-                f"the admin token must be at least {MIN_ADMIN_TOKEN_CHARS} characters",
-                hint="generate one with: "
-                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
-            )
+        _check_admin_token(self.admin_token.strip())
         if bool(self.tls_cert) != bool(self.tls_key):
             raise UsageError("--tls-cert and --tls-key go together")
         if not self.tls_cert:
@@ -89,8 +132,23 @@ class ProxyConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {value}: no such file")
         if not Path(self.policies).is_dir():
             raise UsageError(f"--policies {self.policies}: not a directory")
-        if not self.root.startswith("/") or self.root.endswith("/"):
-            raise UsageError(f"--root {self.root!r} must start with '/' and not end with '/'")
+        check_root(self.root)
+        self.connection_limits()
+
+    def connection_limits(self) -> ConnectionLimits:
+        """The HTTP connection limits, refusing values that would disable them."""
+        for name in ("header_timeout", "idle_timeout", "body_timeout", "handshake_timeout"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 3600 s")
+        if not 1 <= self.max_connections <= 1_000_000:
+            raise UsageError("--max-connections must be between 1 and 1000000")
+        if not 1024 <= self.max_header_bytes <= 1024 * 1024:
+            raise UsageError("--max-header-bytes must be between 1024 and 1048576")
+        return ConnectionLimits(
+            max_header_bytes=self.max_header_bytes, head_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout, body_timeout=self.body_timeout,
+            handshake_timeout=self.handshake_timeout, max_connections=self.max_connections)
 
     def etcd_settings(self) -> EtcdSettings:
         return EtcdSettings(

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from vaultkey.proxy.protocol import Counters
+
+
+def _read(counters: Counters, attr: str) -> float:
+    return float(getattr(counters, attr))
 
 
 class Metrics:
@@ -36,6 +44,17 @@ class Metrics:
         self.policy_groups = Gauge(
             "vaultkey_policy_groups", "groups in the live policy set", registry=self.registry
         )
+
+    def watch_connections(self, counters: Counters) -> None:
+        """Expose the HTTP layer's refusals (they never reach the app or the audit log)."""
+        refused = Gauge("vaultkey_connections_refused",
+                        "connections closed by the HTTP layer, by reason", ["reason"],
+                        registry=self.registry)
+        for reason, attr in (("head_too_large", "heads_too_large"),
+                             ("head_timeout", "head_timeouts"),
+                             ("evicted_idle", "evicted"), ("at_limit", "refused"),
+                             ("bad_request", "bad_requests")):
+            refused.labels(reason=reason).set_function(functools.partial(_read, counters, attr))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

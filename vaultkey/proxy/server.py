@@ -6,14 +6,20 @@ loopback (checked by :meth:`ProxyConfig.check`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
 import ssl
+import sys
+from typing import Any
+
+import uvicorn
 
 from vaultkey.errors import UsageError
 from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig, split_listen
+from vaultkey.proxy.protocol import guarded_protocol
 from vaultkey.proxy.state import ProxyState
 
 
@@ -49,6 +55,38 @@ def check_tls_files(config: ProxyConfig) -> None:
                          "(and that --client-ca is a PEM CA bundle)") from exc
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, listening with a TLS handshake timeout.
+
+    Why: asyncio waits 60 s for a TLS handshake by default, and a connection that
+    never finishes one is not yet an HTTP connection, so no HTTP-level limit sees
+    it. This override is the one place where the listener is created.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, handshake_timeout: float) -> None:
+        super().__init__(config)
+        self.handshake_timeout = handshake_timeout
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(3)
+        config = self.config
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> Any:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state,
+                app_state=self.lifespan.state, _loop=_loop)
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            create_protocol, host=config.host, port=config.port, ssl=config.ssl,
+            backlog=config.backlog,
+            ssl_handshake_timeout=self.handshake_timeout if config.ssl else None)
+        self.servers = [server]
+        self.started = True
+
+
 def _exit_with_status(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -56,8 +94,6 @@ def _exit_with_status(signum: int, _frame: object) -> None:
 def serve(config: ProxyConfig, *, state: ProxyState | None = None,
           log_level: int = logging.INFO, on_sighup: str = "reload") -> None:
     """Validate the config, build the app and serve until SIGINT/SIGTERM."""
-    import uvicorn
-
     from vaultkey.proxy.app import create_app
 
     config.check()
@@ -74,14 +110,16 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
     scheme = "https" if config.tls_cert else "http"
     log.info("vaultkey proxy listening on %s://%s:%d, etcd %s%s", scheme, host, port,
              ",".join(config.etcd), "" if config.tls_cert else " (INSECURE: plain HTTP)")
+    limits = config.connection_limits()
     uv_config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, server_header=False,
         proxy_headers=False, ssl_certfile=config.tls_cert, ssl_keyfile=config.tls_key,
         ssl_ca_certs=config.client_ca,
         ssl_cert_reqs=ssl.CERT_REQUIRED if config.client_ca else ssl.CERT_NONE,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=10, timeout_keep_alive=max(1, round(limits.idle_timeout)),
+        http=guarded_protocol(limits, state.connection_counters),
     )
-    server = uvicorn.Server(uv_config)
+    server = _Server(uv_config, handshake_timeout=limits.handshake_timeout)
     if on_sighup == "stop":
         # vaultkey dev: uvicorn shuts down gracefully on SIGTERM, then re-raises it; with
         # this handler that becomes SystemExit(143), so dev's cleanup (finally) runs. A

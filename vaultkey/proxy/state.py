@@ -18,6 +18,7 @@ from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.kvstore import AsyncKV, Blocking
 from vaultkey.proxy.metrics import Metrics
+from vaultkey.proxy.protocol import Counters
 from vaultkey.proxy.tokens import TokenRegistry
 from vaultkey.store import EtcdConnection, EtcdStore
 
@@ -39,6 +40,8 @@ class ProxyState:
         self.sys = EtcdStore(self.conn, config.root + "/sys")
         self.tokens = TokenRegistry(self.sys, config.admin_token.strip())
         self.metrics = Metrics()
+        self.connection_counters = Counters()
+        self.metrics.watch_connections(self.connection_counters)
         self._reload_lock = threading.Lock()
         # Set by the server when an audit log is configured.
         self.audit: AuditWriter | None = None

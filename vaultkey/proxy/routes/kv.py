@@ -12,13 +12,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.requests import ClientDisconnect
 
 from vaultkey.acl import Capability
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
-from vaultkey.errors import InvalidPath, NotFound, PermissionDenied, UsageError, ValueTooLarge
+from vaultkey.errors import InvalidPath, NotFound, PermissionDenied, UsageError
 from vaultkey.paths import validate_key, validate_prefix
 from vaultkey.policyload import LoadedPolicies
+from vaultkey.proxy.body import read_body
 from vaultkey.proxy.checks import check_envelope
 from vaultkey.proxy.deps import GroupCtx
 from vaultkey.proxy.tokens import Caller
@@ -82,22 +82,6 @@ def _revision_header(value: str | None, name: str) -> int | None:
     return int(text)
 
 
-async def _read_body(request: Request) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_ENVELOPE_BYTES:
-        raise ValueTooLarge(f"envelope of {length} bytes exceeds {MAX_ENVELOPE_BYTES} bytes")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_ENVELOPE_BYTES:
-                raise ValueTooLarge(f"envelope exceeds {MAX_ENVELOPE_BYTES} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise UsageError("the client disconnected before sending the whole body") from None
-    return b"".join(chunks)
-
-
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off", ""}
 _QUERY_DOC = {"parameters": [
     {"name": name, "in": "query", "required": False, "schema": {"type": "boolean"},
@@ -158,7 +142,8 @@ async def kv_put(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
         raise UsageError("only 'If-None-Match: *' (create-only) is supported")
     if if_match is not None or none_match is not None:
         _require_conditional(policies, caller, key)
-    body = await _read_body(request)
+    body = await read_body(request, limit=MAX_ENVELOPE_BYTES,
+                           timeout=ctx.state.config.body_timeout, what="envelope")
     check_envelope(body, key, policies, ctx.state.escrow)
     revision = await ctx.state.kv.put(key, body, if_revision=if_match,
                                       create_only=none_match is not None)

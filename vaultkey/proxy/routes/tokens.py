@@ -7,8 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from vaultkey.errors import UsageError, ValueTooLarge
+from vaultkey.errors import UsageError
+from vaultkey.proxy.body import read_body
 from vaultkey.proxy.deps import AdminCtx
+from vaultkey.proxy.state import ProxyState
 from vaultkey.proxy.tokens import parse_ttl
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
@@ -27,11 +29,9 @@ async def _token_request(request: Request) -> TokenRequest:
     """Read and validate the body only after the admin check (dependencies run first),
     and never more than MAX_BODY bytes, so unauthenticated callers cannot make the
     proxy buffer or parse large bodies."""
-    data = b""
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_BODY:
-            raise ValueTooLarge(f"token requests are at most {MAX_BODY} bytes")
+    state: ProxyState = request.app.state.vaultkey
+    data = await read_body(request, limit=MAX_BODY, timeout=state.config.body_timeout,
+                           what="token request")
     try:
         return TokenRequest.model_validate_json(data)
     except ValidationError as exc:

@@ -1,0 +1,159 @@
+"""Hostile clients, run as a separate process by test_proxy_dos.py.
+
+Usage: python attacker.py KIND HOST PORT CAFILE COUNT [TOKEN]
+
+It prints ``ready`` once its connections are in place, then one JSON line
+with what it saw, and exits. Every loop is bounded in count and time; it only
+ever connects to the loopback address it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import sys
+import time
+
+LIMIT_S = 30.0  # no attack runs longer than this
+HEADER_BYTES = 100 * 1024 * 1024
+
+
+async def _connect(host: str, port: int, ctx: ssl.SSLContext) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+
+
+async def _until_closed(reader: asyncio.StreamReader, started: float) -> tuple[float, bytes]:
+    """Wait for the server to close; return (seconds until EOF, first bytes received)."""
+    first = b""
+    try:
+        async with asyncio.timeout(LIMIT_S):
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                first = first or data[:200]
+    except (TimeoutError, ConnectionError, ssl.SSLError):
+        pass
+    return time.monotonic() - started, first
+
+
+async def huge_headers(host: str, port: int, ctx: ssl.SSLContext, n: int) -> dict[str, object]:
+    """*n* connections at once, each sending a 100 MB header."""
+    conns = await asyncio.gather(*(_connect(host, port, ctx) for _ in range(n)))
+    print("ready", flush=True)
+    results = await asyncio.gather(*(huge_header(r, w) for r, w in conns))
+    return {"connections": n, "sent_bytes_max": max(int(r["sent_bytes"]) for r in results),
+            "closed_after_s_max": max(float(r["closed_after_s"]) for r in results),
+            "status_lines": sorted({str(r["status_line"]) for r in results})}
+
+
+async def huge_header(reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> dict[str, float | int | str]:
+    started = time.monotonic()
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    chunk, sent = b"a" * (1024 * 1024), 0
+    try:
+        while sent < HEADER_BYTES and time.monotonic() - started < LIMIT_S:
+            writer.write(chunk)
+            await writer.drain()
+            sent += len(chunk)
+    except (ConnectionError, ssl.SSLError):
+        pass
+    closed_after, first = await _until_closed(reader, started)
+    return {"sent_bytes": sent, "closed_after_s": round(closed_after, 3),
+            "status_line": first.split(b"\r\n", 1)[0].decode("latin-1")}
+
+
+async def silent(host: str, port: int, ctx: ssl.SSLContext, n: int) -> dict[str, object]:
+    conns = await asyncio.gather(*(_connect(host, port, ctx) for _ in range(n)),
+                                 return_exceptions=True)
+    ok = [c for c in conns if not isinstance(c, BaseException)]
+    print("ready", flush=True)
+    started = time.monotonic()
+    closes = await asyncio.gather(*(_until_closed(r, started) for r, _w in ok))
+    return _summary(len(ok), n, closes)
+
+
+async def slowloris(host: str, port: int, ctx: ssl.SSLContext, n: int) -> dict[str, object]:
+    conns = await asyncio.gather(*(_connect(host, port, ctx) for _ in range(n)),
+                                 return_exceptions=True)
+    ok = [c for c in conns if not isinstance(c, BaseException)]
+    print("ready", flush=True)
+    started = time.monotonic()
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000
+
+    async def drip(writer: asyncio.StreamWriter) -> None:
+        for byte in head:
+            if writer.is_closing() or time.monotonic() - started > LIMIT_S:
+                return
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except (ConnectionError, ssl.SSLError, RuntimeError):
+                return
+            await asyncio.sleep(0.2)
+
+    drips = [asyncio.ensure_future(drip(w)) for _r, w in ok]
+    closes = await asyncio.gather(*(_until_closed(r, started) for r, _w in ok))
+    for task in drips:
+        task.cancel()
+    return _summary(len(ok), n, closes)
+
+
+async def slow_body(host: str, port: int, ctx: ssl.SSLContext, n: int,
+                    token: str = "") -> dict[str, object]:
+    """Authenticated uploads that send their body one byte at a time (busy connections)."""
+    conns = await asyncio.gather(*(_connect(host, port, ctx) for _ in range(n)),
+                                 return_exceptions=True)
+    ok = [c for c in conns if not isinstance(c, BaseException)]
+    for i, (_r, w) in enumerate(ok):
+        w.write(f"PUT /v1/kv/alpha/slow{i} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+                "\r\nContent-Length: 100000\r\n\r\n".encode())
+    print("ready", flush=True)
+    started = time.monotonic()
+
+    async def drip(writer: asyncio.StreamWriter) -> None:
+        while not writer.is_closing() and time.monotonic() - started < LIMIT_S:
+            try:
+                writer.write(b"x")
+                await writer.drain()
+            except (ConnectionError, ssl.SSLError, RuntimeError):
+                return
+            await asyncio.sleep(0.2)
+
+    drips = [asyncio.ensure_future(drip(w)) for _r, w in ok]
+    closes = await asyncio.gather(*(_until_closed(r, started) for r, _w in ok))
+    for task in drips:
+        task.cancel()
+    return _summary(len(ok), n, closes)
+
+
+def _summary(opened: int, wanted: int, closes: list[tuple[float, bytes]]) -> dict[str, object]:
+    times = sorted(t for t, _ in closes)
+    statuses: dict[str, int] = {}
+    for _t, first in closes:
+        line = first.split(b"\r\n", 1)[0].decode("latin-1") or "(closed, no answer)"
+        statuses[line] = statuses.get(line, 0) + 1
+    return {"opened": opened, "wanted": wanted,
+            "closed_by_server_max_s": round(times[-1], 3) if times else None,
+            "closed_by_server_min_s": round(times[0], 3) if times else None,
+            "answers": statuses}
+
+
+KINDS = {"header": huge_headers, "silent": silent, "slowloris": slowloris,
+         "slowbody": slow_body}
+
+
+def main() -> None:
+    kind, host, port, cafile, count = sys.argv[1:6]
+    ctx = ssl.create_default_context(cafile=cafile)
+    attack = KINDS[kind]
+    extra = [arg for arg in sys.argv[6:7] if arg]
+    result = asyncio.run(attack(host, int(port), ctx, int(count), *extra))  # type: ignore[operator]
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
