@@ -175,6 +175,31 @@ def _entries(rules: Iterable[Rule], cap: Capability) -> tuple[_Entry, ...]:
     return tuple(sorted(found, key=lambda e: (e[0].specificity, not e[1]), reverse=True))
 
 
+def _rule_ranges(rule: Rule, want: tuple[str, ...]) -> list[tuple[str, bool]]:
+    """The ranges under the listing prefix *want* (segments) that *rule* can cover."""
+    literal = []
+    for seg in rule.segs:
+        if seg == "+":
+            break
+        literal.append(seg)
+    lit = tuple(literal)
+    wildcard = len(lit) < len(rule.segs)
+    as_key, as_prefix = "/" + "/".join(lit), "/" + "".join(s + "/" for s in lit)
+    if len(lit) >= len(want) and lit[:len(want)] == want:
+        if not rule.is_prefix and not wildcard:
+            return [(as_key, True)] if len(lit) > len(want) else []
+        out = [(as_prefix, False)]
+        if rule.is_prefix and not wildcard and len(lit) > len(want):
+            out.append((as_key, True))  # a prefix rule also covers the key named like it
+        return out
+    if len(lit) < len(want) and want[:len(lit)] == lit:
+        # The rule reaches into the listing prefix through wildcards or from above.
+        if not rule.is_prefix and len(rule.segs) <= len(want):
+            return []
+        return [("/" + "".join(s + "/" for s in want), False)]
+    return []
+
+
 def duplicate_group_errors(policies: Iterable[Policy]) -> list[PolicyError]:
     """One error per policy whose group name an earlier policy already uses."""
     seen: dict[str, Policy] = {}
@@ -235,6 +260,35 @@ class PolicySet:
     def explain(self, group: str, path: str, cap: Capability | str, *,
                 is_prefix: bool = False) -> str:
         return self.decide(group, path, cap, is_prefix=is_prefix).explain()
+
+    def read_ranges(self, group: str, prefix: str) -> list[tuple[str, bool]]:
+        """Where under *prefix* a key that *group* may read can be: disjoint, in key order.
+
+        Each item is ``(prefix, False)`` (every key under that prefix) or
+        ``(key, True)`` (that one key). Keys outside them are certainly not
+        readable by the group, so a listing never needs to enumerate them; the
+        keys inside still need :meth:`allowed` (deny rules, wildcards)::
+
+            >>> from vaultkey.aclparse import parse_policy
+            >>> acl = PolicySet([parse_policy('group = "g"\\n[[rules]]\\nprefix = "/a/"\\n'
+            ...     'allow = ["read"]\\n[[rules]]\\nkey = "/b/k"\\nallow = ["read"]', "g")])
+            >>> acl.read_ranges("g", "/")
+            [('/a', True), ('/a/', False), ('/b/k', True)]
+            >>> acl.read_ranges("g", "/a/x/")
+            [('/a/x/', False)]
+        """
+        policy = self._groups.get(group)
+        if policy is None:
+            return []
+        want = tuple(segments(prefix))
+        found: set[tuple[str, bool]] = set()
+        for rule in policy.rules:
+            if Capability.READ in rule.allow:
+                found.update(_rule_ranges(rule, want))
+        ranges = sorted(p for p, exact in found if not exact)
+        kept = [p for p in ranges if not any(p != q and p.startswith(q) for q in ranges)]
+        keys = [k for k, exact in found if exact and not any(k.startswith(q) for q in kept)]
+        return sorted([(p, False) for p in kept] + [(k, True) for k in keys])
 
     def readers(self, path: str) -> list[str]:
         """Sorted names of the groups that may read the key *path*."""

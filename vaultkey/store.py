@@ -34,7 +34,14 @@ from etcd3 import transactions as tx
 from etcd3.utils import prefix_range_end
 
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
-from vaultkey.errors import Conflict, StoreError, Unavailable, UsageError, ValueTooLarge
+from vaultkey.errors import (
+    Conflict,
+    InvalidPath,
+    StoreError,
+    Unavailable,
+    UsageError,
+    ValueTooLarge,
+)
 from vaultkey.paths import validate_key, validate_prefix
 
 log = logging.getLogger(__name__)
@@ -216,6 +223,10 @@ def _mapped(fn: Callable[[], T]) -> T:
         if code in _UNAVAILABLE_CODES:
             raise Unavailable("etcd is unavailable", retry_after=1.0,
                               retryable=code == grpc.StatusCode.UNAVAILABLE) from exc
+        if "required revision has been compacted" in str(detail):
+            # A listing read at a revision that etcd compacted meanwhile: retrying is safe.
+            raise Unavailable("etcd compacted the revision being read; retry",
+                              retry_after=1.0) from exc
         if "space exceeded" in str(detail):
             raise StoreError("etcd is out of space (NOSPACE alarm): compact, defragment and "
                              "disarm the alarm") from exc
@@ -230,14 +241,42 @@ def _mapped(fn: Callable[[], T]) -> T:
         raise StoreError(f"invalid etcd request: {exc}") from exc
 
 
-def _entry(kv: Any, namespace: bytes) -> Entry:
-    return Entry(
-        path=kv.key[len(namespace):].decode("utf-8"),
-        value=kv.value,
-        mod_revision=kv.mod_revision,
-        create_revision=kv.create_revision,
-        version=kv.version,
-    )
+def _entry(kv: Any, path: str) -> Entry:
+    return Entry(path=path, value=kv.value, mod_revision=kv.mod_revision,
+                 create_revision=kv.create_revision, version=kv.version)
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    """One page of a keys-only listing, read at ``revision``.
+
+    ``paths`` holds every key of the page in key order; a key that is not
+    valid UTF-8 or breaks the path rules (it was not written by vaultkey) is
+    ``None`` there, so callers can tell that something lies between two keys.
+    ``after`` is where the next page starts, or None on the last page.
+    """
+
+    paths: list[str | None]
+    revision: int
+    after: bytes | None
+
+
+class StoreCounters:
+    """What the store read from etcd (exposed as metrics; tests count with them)."""
+
+    def __init__(self) -> None:
+        self.values_fetched = 0
+        self.keys_listed = 0
+        self.invalid_keys = 0
+        self._logged: set[bytes] = set()
+
+    def invalid(self, raw: bytes, namespace: str) -> None:
+        self.invalid_keys += 1
+        if raw not in self._logged and len(self._logged) < 1000:  # log each key once
+            self._logged.add(raw)
+            # Why escaped: the bytes came from whoever wrote to etcd, not from vaultkey.
+            log.warning("ignoring etcd key %s%r: not a valid vaultkey path (not written by "
+                        "vaultkey?); it is left out of every listing", namespace, raw)
 
 
 class EtcdStore:
@@ -249,28 +288,70 @@ class EtcdStore:
         self.conn = conn
         self.namespace = namespace
         self._ns = namespace.encode("utf-8")
+        self.counters = StoreCounters()
 
     def _key(self, path: str) -> bytes:
         return self._ns + validate_key(path).encode("utf-8")
 
+    def _path(self, raw_key: bytes) -> str | None:
+        """The vaultkey path of an etcd key, or None (counted, logged) if it is not one."""
+        raw = raw_key[len(self._ns):]
+        try:
+            return validate_key(raw.decode("utf-8"))
+        except (UnicodeDecodeError, InvalidPath):
+            self.counters.invalid(raw, self.namespace)
+            return None
+
+    def _entries(self, kvs: Any) -> list[Entry]:
+        entries = [_entry(kv, path) for kv in kvs if (path := self._path(kv.key)) is not None]
+        self.counters.values_fetched += len(entries)
+        return entries
+
     def get(self, path: str) -> Entry | None:
         key = self._key(path)
         resp = self.conn.call(lambda c: c.get_response(key))
-        return _entry(resp.kvs[0], self._ns) if resp.kvs else None
+        if not resp.kvs:
+            return None
+        self.counters.values_fetched += 1
+        return _entry(resp.kvs[0], path)
 
-    def range(self, prefix: str, *, keys_only: bool = False) -> tuple[list[Entry], int]:
-        """All entries under *prefix* in key order, read at one revision."""
+    def range(self, prefix: str) -> tuple[list[Entry], int]:
+        """All entries under *prefix* in key order, read at one revision (for small,
+        internal prefixes such as the token records; listings use :meth:`list_keys`)."""
         start = self._ns + validate_prefix(prefix).encode("utf-8")
-        try:
-            resp = self.conn.call(
-                lambda c: c.get_range_response(
-                    start, prefix_range_end(start), sort_order="ascend", keys_only=keys_only
-                )
-            )
-        except ValueTooLarge:
-            raise UsageError(f"{prefix} holds more than one answer can carry (64 MiB)",
-                             hint="load a narrower prefix") from None
-        return [_entry(kv, self._ns) for kv in resp.kvs], int(resp.header.revision)
+        resp = self.conn.call(lambda c: c.get_range_response(
+            start, prefix_range_end(start), sort_order="ascend"))
+        return self._entries(resp.kvs), int(resp.header.revision)
+
+    def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,
+                  after: bytes | None = None, limit: int = 1000) -> KeyPage:
+        """One page of the keys (no values) under the prefix *target*, or the key itself
+        with ``exact``, at *revision* (None: the latest), starting after *after*."""
+        if exact:
+            start = self._key(target)
+            end = start + b"\0"
+        else:
+            start = self._ns + validate_prefix(target).encode("utf-8")
+            end = prefix_range_end(start)
+        if after is not None:
+            start = self._ns + after + b"\0"
+        resp = self.conn.call(lambda c: c.get_range_response(
+            start, end, sort_order="ascend", keys_only=True, limit=limit,
+            revision=revision or 0))
+        paths = [self._path(kv.key) for kv in resp.kvs]
+        self.counters.keys_listed += len(paths)
+        more = bool(resp.more) and bool(resp.kvs)
+        return KeyPage(paths, int(resp.header.revision) if revision is None else revision,
+                       resp.kvs[-1].key[len(self._ns):] if more else None)
+
+    def load_run(self, first: str, last: str, count: int, revision: int) -> list[Entry]:
+        """The values of the *count* consecutive keys from *first* to *last* (inclusive)
+        at *revision*. Callers pass only runs of keys they listed at that revision, so
+        no other key lies between them."""
+        start, end = self._key(first), self._key(last) + b"\0"
+        resp = self.conn.call(lambda c: c.get_range_response(
+            start, end, sort_order="ascend", limit=count, revision=revision))
+        return self._entries(resp.kvs)
 
     def put(
         self,
@@ -326,4 +407,5 @@ class EtcdStore:
                 "compare-and-swap refused")
 
 
-__all__ = ["Entry", "EtcdConnection", "EtcdSettings", "EtcdStore", "parse_endpoint"]
+__all__ = ["Entry", "EtcdConnection", "EtcdSettings", "EtcdStore", "KeyPage", "StoreCounters",
+           "parse_endpoint"]

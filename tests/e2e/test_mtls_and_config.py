@@ -58,7 +58,8 @@ def test_serve_takes_every_setting_from_env_or_config_file(tmp_path, etcd_server
     pol.mkdir()
     (pol / "alpha.toml").write_text(POLICIES["alpha.toml"])
     write_keypair(pol / "alpha")
-    (tmp_path / "admin").write_text("q" * 40)
+    (tmp_path / "admin").write_text("qP7wE3rT9yU1iO5pA8sD2fG6hJ0kL4zX7cV3bN9m")
+    (tmp_path / "admin").chmod(0o600)
     port = free_port()
     settings = {"policies": str(pol), "etcd": etcd_server.url, "listen": f"127.0.0.1:{port}",
                 "insecure": "true", "admin_token_file": str(tmp_path / "admin"),
@@ -77,7 +78,7 @@ def test_serve_takes_every_setting_from_env_or_config_file(tmp_path, etcd_server
     try:
         _wait_up(f"http://127.0.0.1:{port}", proc)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/whoami",
-                      headers={"Authorization": "Bearer " + "q" * 40})
+                      headers={"Authorization": "Bearer " + "qP7wE3rT9yU1iO5pA8sD2fG6hJ0kL4zX7cV3bN9m"})
         assert r.json()["kind"] == "admin"
     finally:
         proc.terminate()
@@ -89,7 +90,7 @@ def test_flags_override_the_config_file(tmp_path, etcd_server):
     cfg = tmp_path / "serve.toml"
     cfg.write_text('[serve]\nlisten = "0.0.0.0:1"\ninsecure = true\n')
     (tmp_path / "p").mkdir()
-    env = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": "q" * 40}
+    env = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": "qP7wE3rT9yU1iO5pA8sD2fG6hJ0kL4zX7cV3bN9m"}
     r = subprocess.run([sys.executable, "-m", "vaultkey", "serve", "--config", str(cfg),
                         "--policies", str(tmp_path / "p")], env=env, capture_output=True,
                        text=True, timeout=60, check=False)

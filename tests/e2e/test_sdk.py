@@ -92,6 +92,7 @@ def test_profile_from_config_file(proxy, tmp_path, monkeypatch):
             monkeypatch.delenv(k)
     token_file = tmp_path / "token"
     token_file.write_text(proxy.tokens["beta"] + "\n")
+    token_file.chmod(0o600)
     cfg = tmp_path / "config.toml"
     cfg.write_text(f"""
 default_profile = "beta"

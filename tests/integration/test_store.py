@@ -44,10 +44,42 @@ def test_range_by_prefix_respects_segments_and_order(store):
     assert revision >= max(e.mod_revision for e in entries)
 
 
-def test_range_keys_only_omits_values(store):
-    store.put("/k/one", b"secret-ish")
-    entries, _ = store.range("/k/", keys_only=True)
-    assert [(e.path, e.value) for e in entries] == [("/k/one", b"")]
+def test_list_keys_reads_no_values_and_pages_at_one_revision(store):
+    for i in range(5):
+        store.put(f"/k/{i}", b"secret-ish")
+    fetched = store.counters.values_fetched
+    page = store.list_keys("/k/", limit=2)
+    assert page.paths == ["/k/0", "/k/1"] and page.after is not None
+    store.put("/k/22", b"written after the first page")
+    rest: list[str | None] = []
+    after = page.after
+    while after is not None:
+        nxt = store.list_keys("/k/", revision=page.revision, after=after, limit=2)
+        rest += nxt.paths
+        after = nxt.after
+    assert rest == ["/k/2", "/k/3", "/k/4"]  # /k/22 is newer than the listing's revision
+    assert store.list_keys("/k/3", exact=True).paths == ["/k/3"]
+    assert store.list_keys("/k/9", exact=True).paths == []
+    assert store.counters.values_fetched == fetched
+
+
+def test_load_run_fetches_exactly_the_run_at_the_listing_revision(store):
+    for i in range(4):
+        store.put(f"/r/{i}", f"v{i}".encode())
+    page = store.list_keys("/r/")
+    store.put("/r/1", b"changed later")
+    entries = store.load_run("/r/1", "/r/2", 2, page.revision)
+    assert [(e.path, e.value) for e in entries] == [("/r/1", b"v1"), ("/r/2", b"v2")]
+
+
+def test_keys_not_written_by_vaultkey_are_reported_as_none_never_raised(store):
+    raw = store.conn.client()
+    for bad in (b"/bad/\xff\xfe", b"/bad/a//b", b"/bad/ctl\x01", b"/bad/ok"):
+        raw.put(store.namespace.encode() + bad, b"x")
+    page = store.list_keys("/bad/")
+    assert page.paths.count(None) == 3 and "/bad/ok" in page.paths
+    assert [e.path for e in store.range("/bad/")[0]] == ["/bad/ok"]
+    assert store.counters.invalid_keys >= 3
 
 
 def test_delete_reports_whether_the_key_existed(store):

@@ -15,7 +15,7 @@ from typing import TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from vaultkey.store import Entry, EtcdStore
+from vaultkey.store import Entry, EtcdStore, KeyPage
 
 T = TypeVar("T")
 
@@ -42,8 +42,13 @@ class AsyncKV:
     async def get(self, path: str) -> Entry | None:
         return await self._blocking.run(self.store.get, path)
 
-    async def range(self, prefix: str, *, keys_only: bool = False) -> tuple[list[Entry], int]:
-        return await self._blocking.run(self.store.range, prefix, keys_only=keys_only)
+    async def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,
+                        after: bytes | None = None, limit: int = 1000) -> KeyPage:
+        return await self._blocking.run(self.store.list_keys, target, exact=exact,
+                                        revision=revision, after=after, limit=limit)
+
+    async def load_run(self, first: str, last: str, count: int, revision: int) -> list[Entry]:
+        return await self._blocking.run(self.store.load_run, first, last, count, revision)
 
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
                   create_only: bool = False) -> int:

@@ -7,9 +7,10 @@ import functools
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from vaultkey.proxy.protocol import Counters
+from vaultkey.store import StoreCounters
 
 
-def _read(counters: Counters, attr: str) -> float:
+def _read(counters: Counters | StoreCounters, attr: str) -> float:
     return float(getattr(counters, attr))
 
 
@@ -55,6 +56,17 @@ class Metrics:
                              ("evicted_idle", "evicted"), ("at_limit", "refused"),
                              ("bad_request", "bad_requests")):
             refused.labels(reason=reason).set_function(functools.partial(_read, counters, attr))
+
+    def watch_store(self, counters: StoreCounters) -> None:
+        """What the KV store read from etcd: tests and operators can see that a listing
+        fetched only readable values, and spot keys that vaultkey did not write."""
+        for name, attr, text in (
+                ("vaultkey_store_values_fetched", "values_fetched", "values read from etcd"),
+                ("vaultkey_store_keys_listed", "keys_listed", "keys enumerated (keys only)"),
+                ("vaultkey_store_invalid_keys", "invalid_keys",
+                 "etcd keys under the root that are not valid vaultkey paths (skipped)")):
+            Gauge(name, text, registry=self.registry).set_function(
+                functools.partial(_read, counters, attr))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

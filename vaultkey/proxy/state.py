@@ -42,6 +42,7 @@ class ProxyState:
         self.metrics = Metrics()
         self.connection_counters = Counters()
         self.metrics.watch_connections(self.connection_counters)
+        self.metrics.watch_store(self.kv.store.counters)
         self._reload_lock = threading.Lock()
         # Set by the server when an audit log is configured.
         self.audit: AuditWriter | None = None

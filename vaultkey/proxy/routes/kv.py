@@ -21,6 +21,7 @@ from vaultkey.policyload import LoadedPolicies
 from vaultkey.proxy.body import read_body
 from vaultkey.proxy.checks import check_envelope
 from vaultkey.proxy.deps import GroupCtx
+from vaultkey.proxy.listing import load_values, readable_keys
 from vaultkey.proxy.tokens import Caller
 from vaultkey.store import Entry
 
@@ -47,15 +48,6 @@ def _require_conditional(policies: LoadedPolicies, caller: Caller, path: str) ->
         raise PermissionDenied(
             f"conditional requests (If-Match / If-None-Match) on {path} need 'read'"
         )
-
-
-def _listable(policies: LoadedPolicies, group: str, path: str) -> bool:
-    """A listed key is shown only if the caller may read it *and* list its parent
-    prefix, so a ``deny list`` on a sub-prefix cannot be bypassed from above."""
-    acl = policies.policy_set
-    parent = path.rsplit("/", 1)[0] + "/"
-    return acl.allowed(group, path, Capability.READ) and acl.allowed(
-        group, parent, Capability.LIST, is_prefix=True)
 
 
 def _entry_json(entry: Entry) -> Any:
@@ -110,14 +102,15 @@ async def kv_get(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
         prefix = validate_prefix("/" + path)
         audit.update(op="kv.load" if recursive else "kv.list", path=prefix)
         _require(policies, caller, prefix, Capability.LIST, audit, is_prefix=True)
-        entries, revision = await ctx.state.kv.range(prefix, keys_only=not recursive)
-        readable = [e for e in entries if _listable(policies, ctx.group, e.path)]
-        audit["revision"] = revision
+        acl = policies.policy_set
+        listing = await readable_keys(ctx.state.kv, acl, ctx.group, prefix)
+        audit["revision"] = listing.revision
         if recursive:
-            return JSONResponse({"prefix": prefix, "revision": revision,
-                                 "entries": [_entry_json(e) for e in readable]})
-        return JSONResponse({"prefix": prefix, "revision": revision,
-                             "keys": [e.path for e in readable]})
+            entries = await load_values(ctx.state.kv, listing, prefix)
+            return JSONResponse({"prefix": prefix, "revision": listing.revision,
+                                 "entries": [_entry_json(e) for e in entries]})
+        return JSONResponse({"prefix": prefix, "revision": listing.revision,
+                             "keys": listing.keys})
     if path.endswith("/") or path == "":
         raise InvalidPath(f"/{path} names a prefix; add ?list=true or ?recursive=true")
     key = validate_key("/" + path)

@@ -1,0 +1,106 @@
+"""Listings and recursive reads that never load what the caller may not read.
+
+Three steps, all at one etcd revision:
+
+1. enumerate **keys only**, and only in the ranges where the group's rules can
+   grant ``read`` (:meth:`PolicySet.read_ranges`); other subtrees are never
+   enumerated at all;
+2. keep the keys the caller may read and whose parent it may list;
+3. fetch values only for those keys, as runs of keys that are adjacent in
+   etcd (so no other key's value can come back), in bounded batches.
+
+The "too large for one answer" limit counts only values the caller may read,
+so the error reveals nothing about other data. Memory per request is bounded
+by one key page, the readable key names, and ``MAX_ANSWER_BYTES`` plus one
+batch of values (see docs/OPERATIONS.md)::
+
+    keys, rev = await readable_keys(kv, acl, "alpha", "/app/")
+    entries = await load_values(kv, runs, rev)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vaultkey.acl import Capability, PolicySet
+from vaultkey.errors import ValueTooLarge
+from vaultkey.proxy.kvstore import AsyncKV
+from vaultkey.store import Entry
+
+KEY_PAGE = 1000  # keys per etcd request while enumerating
+VALUE_BATCH = 32  # values per etcd request (at most 32 x 1.5 MiB in flight)
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # readable envelopes in one recursive answer
+MAX_ANSWER_KEYS = 100_000  # readable keys in one listing
+
+
+def may_list_key(acl: PolicySet, group: str, path: str) -> bool:
+    """A listed key is shown only if the caller may read it *and* list its parent
+    prefix, so a ``deny list`` on a sub-prefix cannot be bypassed from above."""
+    parent = path.rsplit("/", 1)[0] + "/"
+    return acl.allowed(group, path, Capability.READ) and acl.allowed(
+        group, parent, Capability.LIST, is_prefix=True)
+
+
+@dataclass
+class Listing:
+    """The readable keys under a prefix, grouped into runs adjacent in etcd."""
+
+    revision: int = 0
+    keys: list[str] = field(default_factory=list)
+    runs: list[list[str]] = field(default_factory=list)
+
+
+async def readable_keys(kv: AsyncKV, acl: PolicySet, group: str, prefix: str) -> Listing:
+    """Enumerate (keys only) what *group* may read and list under *prefix*."""
+    out = Listing()
+    revision: int | None = None
+    for target, exact in acl.read_ranges(group, prefix):
+        after: bytes | None = None
+        while True:
+            page = await kv.list_keys(target, exact=exact, revision=revision, after=after,
+                                      limit=KEY_PAGE)
+            revision = page.revision
+            run: list[str] = []
+            for path in page.paths:
+                if path is not None and may_list_key(acl, group, path):
+                    run.append(path)
+                    continue
+                _close(out, run)  # an unreadable or foreign key ends the run
+                run = []
+            _close(out, run)
+            if len(out.keys) > MAX_ANSWER_KEYS:
+                raise ValueTooLarge(f"more than {MAX_ANSWER_KEYS} readable keys under {prefix}",
+                                    hint="list a narrower prefix")
+            if page.after is None:
+                break
+            after = page.after
+    out.revision = revision if revision is not None else await kv.ping()
+    return out
+
+
+def _close(out: Listing, run: list[str]) -> None:
+    if run:
+        out.keys.extend(run)
+        out.runs.append(run)
+
+
+async def load_values(kv: AsyncKV, listing: Listing, prefix: str) -> list[Entry]:
+    """The envelopes of the listed keys, at the listing's revision."""
+    entries: list[Entry] = []
+    total = 0
+    for run in listing.runs:
+        for i in range(0, len(run), VALUE_BATCH):
+            batch = run[i:i + VALUE_BATCH]
+            wanted = set(batch)
+            got = await kv.load_run(batch[0], batch[-1], len(batch), listing.revision)
+            for entry in got:
+                if entry.path not in wanted:  # never expected; never returned either
+                    continue
+                total += len(entry.value)
+                if total > MAX_ANSWER_BYTES:
+                    raise ValueTooLarge(
+                        f"the values you may read under {prefix} exceed "
+                        f"{MAX_ANSWER_BYTES // (1024 * 1024)} MiB, more than one answer carries",
+                        hint="load a narrower prefix")
+                entries.append(entry)
+    return entries
