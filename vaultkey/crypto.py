@@ -44,7 +44,13 @@ from vaultkey.envelope import (
     Stanza,
     overhead,
 )
-from vaultkey.errors import DecryptionError, KeyFileError, MalformedEnvelope, ValueTooLarge
+from vaultkey.errors import (
+    DecryptionError,
+    InvalidPath,
+    KeyFileError,
+    MalformedEnvelope,
+    ValueTooLarge,
+)
 from vaultkey.keys import (
     KEY_BYTES,
     SECRET_TAG,
@@ -240,8 +246,8 @@ def decrypt(blob: bytes, path: str, key: SecretKey) -> bytes:
     """Decrypt envelope bytes read from *path* with *key*.
 
     Raises DecryptionError for every failure: malformed or truncated bytes,
-    unknown version, an envelope bound to another path, no stanza for this
-    key, or any failed integrity check.
+    unknown version, an invalid path (asked for or stored), an envelope bound
+    to another path, no stanza for this key, or any failed integrity check.
     """
     return open_envelope(parse_for_decryption(blob), path, key)
 
@@ -254,11 +260,30 @@ def parse_for_decryption(blob: bytes) -> Envelope:
         raise DecryptionError(f"malformed envelope: {exc.message}") from None
 
 
+def _requested_path(path: object) -> bytes:
+    """The path asked for, held to the key path rules, as UTF-8 bytes."""
+    try:
+        return validate_key(path).encode("utf-8")
+    except InvalidPath as exc:
+        # Why: one error type for every decryption failure. And a path that cannot
+        # be encoded is refused, never "repaired": replacing a lone surrogate by
+        # '?' would let '/a\udc80' open the value bound to '/a?'.
+        raise DecryptionError(f"invalid path: {exc.message}") from None
+
+
 def open_envelope(env: Envelope, path: str, key: SecretKey) -> bytes:
     """Decrypt a parsed envelope read from *path* (see :func:`decrypt`)."""
-    # Why: the path is in the associated data, but we also compare it here so the
-    # error says what happened when a ciphertext was copied to another key.
-    if not hmac.compare_digest(env.path.encode("utf-8"), path.encode("utf-8", "replace")):
+    try:
+        validate_key(env.path)  # parse checked it; an Envelope built in memory was not parsed
+    except InvalidPath as exc:
+        raise DecryptionError(
+            f"malformed envelope: envelope path is not a valid key path: {exc.message}"
+        ) from None
+    asked = _requested_path(path)
+    # Why: the AEAD associated data is the stored header, so an envelope copied
+    # unchanged to another key still authenticates; this comparison is the check
+    # that binds it to where it was read from (docs/FORMAT.md section 6, step 3).
+    if not hmac.compare_digest(env.path.encode("utf-8"), asked):
         raise DecryptionError("integrity check failed: the envelope is bound to another path")
     stanza = env.stanza_for(key.public.kid)
     if stanza is None:

@@ -14,8 +14,11 @@ parser. It never sees a private key, so the proxy can use it to check writes::
     >>> len(env.serialize())
     196
 
-Parsing is strict: wrong magic, unknown version or flag bits, bad lengths,
-duplicate recipients and trailing bytes all raise :class:`MalformedEnvelope`.
+Parsing is strict: wrong magic, unknown version or flag bits, bad lengths, a
+stored path that breaks the key path rules, duplicate recipients and trailing
+bytes all raise :class:`MalformedEnvelope`. :meth:`Envelope.serialize` checks
+the layout only (lengths, counts); the path rules are enforced by
+:func:`vaultkey.crypto.encrypt`, which is what writers use.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from vaultkey.errors import MalformedEnvelope
-from vaultkey.paths import MAX_PATH_BYTES
+from vaultkey.errors import InvalidPath, MalformedEnvelope
+from vaultkey.paths import MAX_PATH_BYTES, validate_key
 
 MAGIC = b"VKEY"
 VERSION = 1
@@ -46,6 +49,7 @@ ETCD_MAX_REQUEST_BYTES = 1536 * 1024
 MAX_ENVELOPE_BYTES = ETCD_MAX_REQUEST_BYTES - 8 * 1024
 
 _FIXED = struct.Struct(">4sBBH")  # magic, version, flags, path length
+_PATH_LEN = struct.Struct(">H")
 _COUNTER = struct.Struct(">QB")  # counter, stanza count
 _CT_LEN = struct.Struct(">I")
 
@@ -134,33 +138,66 @@ class Envelope:
 
     @classmethod
     def parse(cls, data: bytes) -> Envelope:
-        """Parse and structurally validate envelope bytes (no cryptography)."""
+        """Parse and validate envelope bytes (no cryptography).
+
+        Every field is checked as soon as it is read, in layout order, and the
+        first violation is reported (docs/FORMAT.md section 4 lists the rules).
+        """
         reader = _Reader(bytes(data))
-        magic, version, flags, path_len = reader.unpack(_FIXED)
-        _require(magic == MAGIC, "not a vaultkey envelope (bad magic)")
-        _require(version == VERSION, f"unsupported envelope version {version}")
-        _require(flags & ~KNOWN_FLAGS == 0, f"unknown flag bits 0x{flags:02x}")
-        _require(path_len <= MAX_PATH_BYTES, "path too long")
-        try:
-            path = reader.take(path_len).decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedEnvelope("envelope path is not UTF-8") from None
+        version, flags = _read_preamble(reader)
+        path = _read_path(reader)
         counter, count = reader.unpack(_COUNTER)
+        _require(count >= 1, "an envelope has 1 to 255 recipients")
         stanzas = tuple(
             Stanza(kid=reader.take(KID_BYTES), wrapped=reader.take(WRAPPED_BYTES))
             for _ in range(count)
         )
+        _require(len({s.kid for s in stanzas}) == count, "duplicate recipient")
         commitment = reader.take(COMMITMENT_BYTES)
         nonce = reader.take(NONCE_BYTES)
         (ct_len,) = reader.unpack(_CT_LEN)
+        _require(ct_len >= TAG_BYTES, "ciphertext shorter than its tag")
         ciphertext = reader.take(ct_len)
         signature = None
         if flags & FLAG_SIGNED:
             signature = Signature(reader.take(KID_BYTES), reader.take(SIGNATURE_BYTES))
         _require(reader.at_end(), "trailing bytes after the envelope")
         env = cls(path, counter, stanzas, commitment, nonce, ciphertext, signature, version)
-        env._check_fields()
+        env._check_fields()  # defence in depth: parse never returns what serialize refuses
         return env
+
+
+def _read_preamble(reader: _Reader) -> tuple[int, int]:
+    """Magic, version and flags, each checked on whatever bytes there are."""
+    # Why: magic and version come first even for short input, so a foreign blob
+    # or a future version (b"VKEY\x02", however short) is named as such and is
+    # never reported as merely "truncated".
+    _require(MAGIC.startswith(reader.peek(len(MAGIC))), "not a vaultkey envelope (bad magic)")
+    reader.take(len(MAGIC))
+    version = reader.take(1)[0]
+    _require(version == VERSION, f"unsupported envelope version {version}")
+    flags = reader.take(1)[0]
+    _require(flags & ~KNOWN_FLAGS == 0, f"unknown flag bits 0x{flags:02x}")
+    return version, flags
+
+
+def _read_path(reader: _Reader) -> str:
+    """The stored path: length, strict UTF-8, then the key path rules."""
+    (path_len,) = reader.unpack(_PATH_LEN)
+    _require(path_len <= MAX_PATH_BYTES, "path too long")
+    try:
+        path = reader.take(path_len).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedEnvelope("envelope path is not UTF-8") from None
+    try:
+        validate_key(path)
+    except InvalidPath as exc:
+        # Why: the stored path is what the AEAD authenticates and what a reader
+        # compares with the path it asked for; holding it to the same rules means
+        # no envelope can claim a path that no request could name (dot segments,
+        # '//', control characters...), whatever a writer put there.
+        raise MalformedEnvelope(f"envelope path is not a valid key path: {exc.message}") from None
+    return path
 
 
 def overhead(path: str, recipients: int) -> int:
@@ -181,6 +218,9 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self._data = data
         self._pos = 0
+
+    def peek(self, n: int) -> bytes:
+        return self._data[self._pos : self._pos + n]
 
     def take(self, n: int) -> bytes:
         end = self._pos + n

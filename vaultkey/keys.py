@@ -10,7 +10,8 @@ X25519 *public* keys (secret keys live in :mod:`vaultkey.crypto`)::
     >>> PublicKey.from_text(pk.to_text()) == pk
     True
 
-Text form of a key: ``<tag>_<base64url(raw key || checksum)>`` without padding,
+Text form of a key: ``<tag>_<base64url(raw key || checksum)>`` without padding
+(exactly 48 characters from ``A-Z a-z 0-9 - _``, nothing else),
 where ``tag`` is ``vkpub1`` (public) or ``vksec1`` (secret) and ``checksum`` is
 the first 4 bytes of ``SHA-256("vaultkey key text v1" || 0x00 || tag || raw)``.
 A truncated, mistyped or wrong-type key is therefore a clear error, never a
@@ -23,9 +24,9 @@ Key id: ``vk1_`` + hex of the first 16 bytes of
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,9 @@ _CHECKSUM_BYTES = 4
 _TEXT_LABEL = b"vaultkey key text v1\x00"
 _KID_LABEL = b"vaultkey key id v1\x00"
 _TAG_NAMES = {PUBLIC_TAG: "public key", SECRET_TAG: "secret key"}
+_BODY_CHARS = 48  # base64url of 32-byte key + 4-byte checksum, no padding needed
+_B64URL = frozenset(string.ascii_letters + string.digits + "-_")
+_LINE_BLANKS = " \t\r"  # the only characters trimmed from a key file line
 
 
 def key_id_bytes(public: bytes) -> bytes:
@@ -62,8 +66,12 @@ def encode_key_text(tag: str, raw: bytes) -> str:
 
 
 def decode_key_text(text: str, expected_tag: str, source: str = "key") -> bytes:
-    """Decode key text, checking its type prefix, length and checksum."""
-    text = text.strip()
+    """Decode key text, checking its type prefix, alphabet, length and checksum.
+
+    The text must be exactly ``<tag>_<body>``: nothing is trimmed here (a key
+    file's line whitespace is handled by :func:`key_line`). The checks run in the
+    order docs/FORMAT.md section 2 gives, and the first failure is reported.
+    """
     tag, sep, body = text.partition("_")
     if not sep or tag not in _TAG_NAMES:
         raise KeyFileError(
@@ -73,12 +81,13 @@ def decode_key_text(text: str, expected_tag: str, source: str = "key") -> bytes:
         raise KeyFileError(
             f"{source}: this is a {_TAG_NAMES[tag]}, but a {_TAG_NAMES[expected_tag]} is needed"
         )
-    try:
-        blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError):
-        raise KeyFileError(f"{source}: key text is corrupted (not base64url)") from None
-    if len(blob) != KEY_BYTES + _CHECKSUM_BYTES:
+    _check_alphabet(body, len(tag) + 1, source)
+    # Why: 36 bytes are exactly 48 base64url characters with no spare bits, so
+    # checking the length of the text makes every accepted body canonical: one
+    # key has exactly one text form.
+    if len(body) != _BODY_CHARS:
         raise KeyFileError(f"{source}: key text has the wrong length (truncated or corrupted)")
+    blob = base64.urlsafe_b64decode(body)
     raw, check = blob[:KEY_BYTES], blob[KEY_BYTES:]
     if _checksum(tag, raw) != check:
         raise KeyFileError(
@@ -87,9 +96,42 @@ def decode_key_text(text: str, expected_tag: str, source: str = "key") -> bytes:
     return raw
 
 
+def _check_alphabet(body: str, offset: int, source: str) -> None:
+    """Refuse anything but base64url characters without padding.
+
+    Why: a lenient decoder (Python's drops unknown characters, accepts '+', '/'
+    and padding) would let two different texts name one key and let junk pass
+    unnoticed; the format has one spelling per key. Errors name the character
+    and its column, never the key text (it may be a secret key).
+    """
+    for i, ch in enumerate(body):
+        if ch in _B64URL:
+            continue
+        if ch == "=":
+            raise KeyFileError(
+                f"{source}: key text is corrupted: '=' padding is not allowed "
+                "(key text is base64url without padding)"
+            )
+        hint = None
+        if ch in "+/":
+            hint = "key text uses base64url: '-' and '_' where standard base64 has '+' and '/'"
+        shown = f"{ch!r} (U+{ord(ch):04X})" if ch.isprintable() else f"U+{ord(ch):04X}"
+        raise KeyFileError(
+            f"{source}: key text is corrupted: {shown} at column {offset + i + 1} "
+            "is not a base64url character (A-Z a-z 0-9 - _)",
+            hint=hint,
+        )
+
+
 def key_line(text: str, source: str) -> str:
-    """The single key line of a key file (comments and blank lines are ignored)."""
-    lines = [ln.strip() for ln in text.splitlines()]
+    """The single key line of a key file (comments and blank lines are ignored).
+
+    Lines end at LF only; each line loses leading and trailing spaces, tabs and
+    carriage returns (so CRLF files and indented keys work) and nothing else:
+    Unicode spaces, form feeds or a byte-order mark stay and make the key text
+    invalid. docs/FORMAT.md section 2 states the same rule.
+    """
+    lines = [ln.strip(_LINE_BLANKS) for ln in text.split("\n")]
     keys = [ln for ln in lines if ln and not ln.startswith("#")]
     if not keys:
         raise KeyFileError(f"{source}: no key found in the file")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vaultkey.crypto import SecretKey, decrypt, encrypt
+from vaultkey import crypto
+from vaultkey.crypto import SecretKey, _encrypt_from_parts, decrypt, encrypt, open_envelope
 from vaultkey.envelope import MAX_ENVELOPE_BYTES, Envelope, overhead
 from vaultkey.errors import DecryptionError, InvalidPath, ValueTooLarge
 
@@ -153,3 +156,85 @@ def test_round_trip_property(keys, value, picks):
 def test_random_bytes_never_raise_anything_but_decryption_error(keys, junk):
     with pytest.raises(DecryptionError):
         decrypt(junk, "/a", keys[0])
+
+
+# --- path rules at decryption (docs/FORMAT.md section 6, steps 2 and 3)
+
+
+@pytest.mark.parametrize(
+    ("asked", "detail"),
+    [
+        ("", "must be absolute"),
+        ("app/db/password", "must be absolute"),
+        (PATH + "/", "must not end in '/'"),
+        ("/app//db/password", "empty segment"),
+        ("/app/./db/password", "'.' segment"),
+        ("/app/x/../db/password", "'..' segment"),
+        ("/app/+/password", "'+' segment"),
+        (PATH + "\x00", "control character U+0000"),
+        (PATH + "\x85", "control character U+0085"),
+        ("/app\\db/password", "backslash"),
+        ("/app/db%2fpassword", "'%'"),
+        ("/" + "a" * 1024, "1025 bytes"),
+        (PATH + "\udc80", "not valid UTF-8"),
+        (b"/app/db/password", "must be a string"),
+    ],
+)
+def test_invalid_path_asked_for_is_the_one_decryption_error(keys, asked, detail):
+    blob = encrypt(b"v", PATH, [keys[0].public])
+    with pytest.raises(DecryptionError, match=r"^invalid path: ") as info:
+        decrypt(blob, asked, keys[0])
+    assert type(info.value) is DecryptionError
+    assert detail in info.value.message
+
+
+def test_lone_surrogate_is_refused_not_replaced(keys):
+    # Regression: the path used to be encoded with errors="replace", so
+    # '/a\udc80' compared equal to '/a?' and opened the value stored there.
+    blob = encrypt(b"v", "/a?", [keys[0].public])
+    with pytest.raises(DecryptionError, match="invalid path") as info:
+        decrypt(blob, "/a\udc80", keys[0])
+    assert type(info.value) is DecryptionError
+    assert decrypt(blob, "/a?", keys[0]) == b"v"
+
+
+@pytest.mark.parametrize("stored", ["/a//b", "/a/../b", "/a/", "/a/+", "/a\x00", "/a%00"])
+def test_envelope_bound_to_an_invalid_path_is_malformed(keys, stored):
+    # A correctly sealed envelope (valid AEAD over its header) whose stored path
+    # breaks the rules is refused even when asked for by that exact path.
+    blob = _encrypt_from_parts(b"v", stored, [keys[0].public], data_key=bytes(32),
+                               nonce=bytes(24), ephemeral_secrets=[bytes(range(32))])
+    with pytest.raises(DecryptionError,
+                       match=r"^malformed envelope: envelope path is not a valid key path") as info:
+        decrypt(blob, stored, keys[0])
+    assert type(info.value) is DecryptionError
+
+
+def test_open_envelope_checks_the_stored_path_of_an_unparsed_envelope(keys):
+    env = Envelope.parse(encrypt(b"v", "/a/b", [keys[0].public]))
+    odd = dataclasses.replace(env, path="/a/../b")
+    with pytest.raises(DecryptionError, match="not a valid key path") as info:
+        open_envelope(odd, "/a/../b", keys[0])
+    assert type(info.value) is DecryptionError
+
+
+def test_a_moved_envelope_is_caught_by_the_path_comparison_not_the_aead(keys, monkeypatch):
+    # FORMAT.md section 5: the AD is the stored header, which a move does not change.
+    blob = encrypt(b"v", "/app/config", [keys[0].public])
+    with pytest.raises(DecryptionError, match="bound to another path"):
+        decrypt(blob, "/other/config", keys[0])
+    # Without the comparison, the AEAD alone would accept the moved copy.
+    monkeypatch.setattr(crypto, "_requested_path", lambda _path: b"/app/config")
+    assert decrypt(blob, "/other/config", keys[0]) == b"v"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_any_requested_path_gives_plaintext_or_the_one_error(keys, asked):
+    blob = encrypt(b"v", "/a", [keys[0].public])
+    if asked == "/a":
+        assert decrypt(blob, asked, keys[0]) == b"v"
+        return
+    with pytest.raises(DecryptionError) as info:
+        decrypt(blob, asked, keys[0])
+    assert type(info.value) is DecryptionError
