@@ -1,9 +1,16 @@
-"""Writing files that hold secrets: mode 0600 from the first byte, never through a symlink."""
+"""Files that hold secrets: written mode 0600 from the first byte, never through a symlink;
+read only if group and others cannot read them (like ssh with its keys)."""
 
 from __future__ import annotations
 
 import os
+import shlex
+import stat
 from pathlib import Path
+
+from vaultkey.errors import UsageError, VaultkeyError
+
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 def write_private(path: str | os.PathLike[str], data: bytes, *, exclusive: bool = False) -> None:
@@ -22,5 +29,46 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, exclusive: bool 
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def check_private(st: os.stat_result, path: str | os.PathLike[str], what: str,
+                  error: type[VaultkeyError] = UsageError) -> None:
+    """Refuse a secret file that group or others may access (mode & 0o077), as ssh does:
+    a token or password anyone else on the machine can read is no longer a secret."""
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise error(f"{path}: permissions {mode:04o} are too open; the {what} must not be "
+                    "readable by group or others",
+                    hint=f"run: chmod 600 {shlex.quote(os.fspath(path))}")
+
+
+def read_private(path: str | os.PathLike[str], what: str,
+                 error: type[VaultkeyError] = UsageError) -> bytes:
+    """The contents of a small secret file (token, password), checked like a key file.
+
+    Symlinks are followed, and the mode checked is the target's: Kubernetes and other
+    secret mounts are symlinks, and a link's own mode means nothing. The check is made
+    on the opened descriptor (``fstat``), so the file checked is the file read. A regular
+    file or a pipe (``--token-file <(pass show vk)``) is accepted; a directory, device
+    or socket is not.
+    """
+    p = Path(path).expanduser()
+    try:
+        # O_NONBLOCK: opening a FIFO nobody writes to must not hang before the type check.
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise error(f"cannot read {what} {p}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise error(f"{what} {p} is not a regular file")
+        check_private(st, p, what, error)
+        os.set_blocking(fd, True)  # a pipe's writer may not have written yet
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(MAX_SECRET_FILE_BYTES)
+    except OSError as exc:
+        raise error(f"cannot read {what} {p}: {exc.strerror}") from exc
     finally:
         os.close(fd)

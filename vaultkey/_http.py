@@ -14,6 +14,7 @@ from vaultkey.errors import (
     NotFound,
     PermissionDenied,
     ProtocolError,
+    RequestTimeout,
     StoreError,
     Unauthenticated,
     Unavailable,
@@ -25,7 +26,7 @@ from vaultkey.errors import (
 # The errors a proxy answers with; status and code are declared on each class.
 _WIRE: tuple[type[VaultkeyError], ...] = (
     Unauthenticated, PermissionDenied, NotFound, Conflict, ValueTooLarge, MalformedEnvelope,
-    UsageError, StoreError, Unavailable,
+    UsageError, RequestTimeout, StoreError, Unavailable,
 )
 
 

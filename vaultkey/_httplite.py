@@ -110,8 +110,15 @@ class LiteConnection:
 
 
 def proxy_configured(url: str) -> bool:
-    """True if the environment asks for an HTTP proxy for *url* (then the CLI uses httpx,
-    which honours HTTPS_PROXY / ALL_PROXY / NO_PROXY, so CLI and SDK take the same path)."""
-    names = ("https_proxy", "all_proxy") if url.startswith("https:") else ("http_proxy",
-                                                                           "all_proxy")
-    return any(os.environ.get(n) or os.environ.get(n.upper()) for n in names)
+    """True if the environment asks for an HTTP proxy for an ``https://`` *url* (then the
+    CLI uses httpx, which honours HTTPS_PROXY / ALL_PROXY / NO_PROXY and tunnels TLS
+    through the proxy with CONNECT, so CLI and SDK take the same path).
+
+    Always False for ``http://``: a plain-HTTP request sent to a forward proxy carries
+    the token in clear text, so such addresses (loopback only) are always reached
+    directly, as :class:`LiteConnection` does (http.client never uses a proxy).
+    """
+    if urlsplit(url).scheme != "https":
+        return False
+    return any(os.environ.get(n) or os.environ.get(n.upper()) for n in ("https_proxy",
+                                                                         "all_proxy"))

@@ -196,6 +196,10 @@ class _Ops:
     def attempts(self, req: Request) -> Attempts:
         return Attempts(req, self.settings)
 
+    def httpx_kwargs(self) -> dict[str, Any]:
+        """:meth:`client_kwargs` for an httpx client: environment proxies only for https."""
+        return {**self.client_kwargs(), "trust_env": env_proxies_allowed(self.settings.addr)}
+
     def client_kwargs(self) -> dict[str, Any]:
         import ssl
 
@@ -227,6 +231,17 @@ class _Ops:
 
 
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def env_proxies_allowed(addr: str) -> bool:
+    """May requests to *addr* go through a forward proxy from HTTP(S)_PROXY / ALL_PROXY?
+
+    Only for ``https://``: a proxy then just tunnels (CONNECT) TLS it cannot read. Why
+    never for ``http://`` (loopback only, ``serve --insecure``): a forward proxy receives
+    a plain-HTTP request whole, Authorization header included, so HTTP_PROXY would hand
+    the token to the proxy (and whoever is on the way to it) in clear text.
+    """
+    return urlsplit(addr).scheme == "https"
 
 
 def _check_addr(addr: str) -> None:

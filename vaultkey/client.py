@@ -84,7 +84,7 @@ class Client(_Base):
         import httpx
 
         self._transport_errors: tuple[type[Exception], ...] = (httpx.TransportError,)
-        return httpx.Client(transport=self._transport, **self._ops.client_kwargs())
+        return httpx.Client(transport=self._transport, **self._ops.httpx_kwargs())
 
     def _send(self, req: Request) -> Response:
         plan = self._ops.attempts(req)
@@ -168,7 +168,7 @@ class AsyncClient(_Base):
         super().__init__(*args, **kwargs)
         import httpx
 
-        self._http = httpx.AsyncClient(transport=self._transport, **self._ops.client_kwargs())
+        self._http = httpx.AsyncClient(transport=self._transport, **self._ops.httpx_kwargs())
 
     async def _send(self, req: Request) -> Response:
         import asyncio

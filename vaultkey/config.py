@@ -63,10 +63,13 @@ class ClientSettings:
 
 
 def read_token_file(path: str) -> str:
+    """The token in *path*, which group and others must not be able to read."""
+    from vaultkey._files import read_private
+
     try:
-        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise UsageError(f"cannot read token file {path}: {exc.strerror}") from exc
+        token = read_private(path, "token file").decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(f"token file {path} is not UTF-8 text") from None
     if not token:
         raise UsageError(f"token file {path} is empty")
     return token

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 import vaultkey
+from vaultkey._files import write_private
 from vaultkey.client import Client
 from vaultkey.config import resolve
 from vaultkey.crypto import SecretKey, write_keypair
@@ -15,7 +16,7 @@ from vaultkey.trust import TrustStore
 def test_explicit_beats_env_beats_default_profile(tmp_path):
     cfg = tmp_path / "c.toml"
     tf = tmp_path / "tok"
-    tf.write_text("from-profile-file\n")
+    write_private(tf, b"from-profile-file\n")  # token files must be 0600
     cfg.write_text(f'default_profile = "p"\n[profiles.p]\naddr = "https://profile:1"\n'
                    f'token_file = "{tf}"\ncacert = "/profile/ca.pem"\n')
     s = resolve({}, env={}, config_path=cfg)
@@ -31,7 +32,7 @@ def test_explicit_beats_env_beats_default_profile(tmp_path):
 
 def test_a_chosen_profile_beats_the_environment(tmp_path):
     tf = tmp_path / "prod-token"
-    tf.write_text("prod-token")
+    write_private(tf, b"prod-token")
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[profiles.prod]\naddr = "https://prod:1"\ntoken_file = "{tf}"\n')
     dev_shell = {"VAULTKEY_ADDR": "https://127.0.0.1:8443", "VAULTKEY_TOKEN": "dev-token"}
@@ -193,7 +194,7 @@ def test_401_hint_speaks_to_cli_users():
 
 def test_a_profile_token_is_never_sent_to_another_address(tmp_path):
     tf = tmp_path / "prod-token"
-    tf.write_text("prod-token")
+    write_private(tf, b"prod-token")
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'default_profile = "prod"\n[profiles.prod]\naddr = "https://prod:1"\n'
                    f'token_file = "{tf}"\n')
@@ -204,3 +205,10 @@ def test_a_profile_token_is_never_sent_to_another_address(tmp_path):
     s = resolve({"addr": "https://other:3", "token": "t"}, env={}, config_path=cfg)
     assert (s.addr, s.token) == ("https://other:3", "t")
     assert resolve({}, env={}, config_path=cfg).token == "prod-token"
+
+
+def test_environment_proxies_are_only_used_for_https():
+    # http:// (loopback, `serve --insecure`) would hand a proxy the token in clear text.
+    with Client("http://127.0.0.1:1", "t") as plain, Client("https://vk.test", "t") as tls:
+        assert plain._http.trust_env is False
+        assert tls._http.trust_env is True  # a proxy may tunnel TLS (CONNECT)

@@ -68,4 +68,14 @@ def test_proxy_variables_are_noticed(monkeypatch):
     assert not proxy_configured("https://vk:8443")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     assert proxy_configured("https://vk:8443")
+    assert proxy_configured("HTTPS://vk:8443")
     assert not proxy_configured("http://127.0.0.1:8443")
+
+
+def test_plain_http_never_takes_a_proxy(monkeypatch):
+    # A forward proxy would see the Authorization header of a plain-HTTP request.
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, "http://proxy:3128")
+    assert not proxy_configured("http://127.0.0.1:8443")
+    assert not proxy_configured("HTTP://localhost:8443")
+    assert proxy_configured("https://127.0.0.1:8443")  # CONNECT: the proxy sees only TLS

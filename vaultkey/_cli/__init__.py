@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import click
 
-from vaultkey._cli.common import cli
+from vaultkey._cli.common import cli, visible
 from vaultkey.errors import VaultkeyError
 
 # Registering commands: each module adds its commands to `cli` when imported.
@@ -33,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         result = cli.main(args=list(argv) if argv is not None else None,
                           standalone_mode=False, prog_name="vaultkey")
     except VaultkeyError as exc:
-        click.echo(f"vaultkey: error: {exc.diagnostics()}", err=True)
+        # Messages and hints may quote the server (or a name someone stored): never raw.
+        click.echo(f"vaultkey: error: {visible(exc.diagnostics())}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         # unless VAULTKEY_DEBUG asks for the traceback.
         if os.environ.get("VAULTKEY_DEBUG"):
             raise
-        click.echo(f"vaultkey: internal error: {type(exc).__name__}: {exc} "
+        click.echo(f"vaultkey: internal error: {type(exc).__name__}: {visible(exc)} "
                    "(set VAULTKEY_DEBUG=1 for a traceback, and please report it)", err=True)
         return 1
     # click returns a command's requested exit code (ctx.exit(N)) in non-standalone mode

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import click
 
-from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit
+from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit, visible
 
 
 @cli.group()
@@ -27,7 +27,7 @@ def token_create(opts: GlobalOptions, group: str, ttl: str | None, name: str, ou
     with opts.client() as client:
         body = client.request("POST", "/v1/tokens",
                               json={"group": group, "ttl": ttl, "name": name})
-    emit(body, output == "json", body["token"])
+    emit(body, output == "json", visible(body["token"]))
 
 
 def _when(ts: float | None) -> str:
@@ -43,8 +43,9 @@ def token_list(opts: GlobalOptions, output: str) -> None:
     with opts.client() as client:
         body = client.request("GET", "/v1/tokens")
     rows = [f"{'ID':16}  {'GROUP':16}  {'EXPIRES':20}  NAME"]
-    rows += [f"{t['id']:16}  {t['group']:16}  {_when(t['expires']):20}  {t['name']}"
-             for t in body["tokens"]]
+    # Names are free text (any characters) set by whoever created the token.
+    rows += [f"{visible(t['id']):16}  {visible(t['group']):16}  {_when(t['expires']):20}  "
+             f"{visible(t['name'])}" for t in body["tokens"]]
     emit(body, output == "json", "\n".join(rows))
 
 
@@ -56,7 +57,7 @@ def token_revoke(opts: GlobalOptions, token_id: str) -> None:
     """Revoke the token with id TOKEN_ID (takes effect at once)."""
     with opts.client() as client:
         client.request("DELETE", "/v1/tokens/" + quote(token_id, safe=""))
-    click.echo(f"revoked {token_id}", err=True)
+    click.echo(f"revoked {visible(token_id)}", err=True)
 
 
 @cli.group()
@@ -73,12 +74,12 @@ def policy_check(directory: str) -> None:
 
     problems = check_policy_dir(directory)
     for problem in problems:
-        click.echo(problem.message, err=True)
+        click.echo(visible(problem.message), err=True)
     if problems:
         raise PolicyError(f"{len(problems)} problem(s) found", source=directory)
     loaded = load_policy_dir(directory)
     groups = sorted(loaded.policy_set.groups)
-    click.echo(f"ok: {len(groups)} group(s): {', '.join(groups)}")
+    click.echo(visible(f"ok: {len(groups)} group(s): {', '.join(groups)}"))
 
 
 @policy.command("explain", epilog="\b\nExamples:\n"
@@ -103,6 +104,6 @@ def policy_explain(group: str, directory: str, path: str, capability: str) -> No
     target = validate_prefix(path) if is_prefix else validate_key(path)
     decision = load_policy_dir(directory).policy_set.decide(group, target, capability,
                                                            is_prefix=is_prefix)
-    click.echo(decision.explain())
+    click.echo(visible(decision.explain()))
     if not decision.allowed:
         raise click.exceptions.Exit(PermissionDenied.exit_code)

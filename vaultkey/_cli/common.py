@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -109,3 +110,36 @@ def write_out(data: bytes) -> None:
 def emit(data: Any, as_json: bool, text: str) -> None:
     out = json.dumps(data, indent=2, sort_keys=True) if as_json else text
     write_out(out.encode("utf-8", "surrogateescape") + b"\n")
+
+
+# What a terminal would act on instead of showing: C0 and C1 controls and DEL (ESC starts
+# the sequences that recolour, retitle, move the cursor or, with OSC 52, set the
+# clipboard), the line/paragraph separators, the bidi embeddings, overrides and isolates
+# (which make one name look like another), and lone surrogates (not printable at all).
+# The backslash too, so that an escape shown is never confused with the same text typed.
+_INVISIBLE = r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(text: object) -> str:
+    """*text* made safe to print on a terminal: nothing in it is executed, all is seen.
+
+    Every string that comes from the server (key names, token names, groups, token ids,
+    error messages and hints) goes through here before the CLI prints it in text mode.
+    The convention, Python-style: ``\\`` becomes ``\\\\``; C0 controls, DEL and C1
+    controls (U+0000-U+001F, U+007F-U+009F) become ``\\xNN``; U+2028/U+2029, the bidi
+    controls U+202A-U+202E and U+2066-U+2069, and lone surrogates become ``\\uNNNN``
+    (hex in lower case). Other characters are shown as they are. ``-o json`` output is
+    not passed through here: JSON escaping keeps it exact (and ASCII)::
+
+        >>> print(visible("/app/\\x1b[31mred"))
+        /app/\\x1b[31mred
+    """
+    return re.sub(_INVISIBLE, _escape, str(text))  # re caches the compiled pattern

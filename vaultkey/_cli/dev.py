@@ -10,9 +10,11 @@ and on Ctrl-C stops everything it started and deletes the directory (unless
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -96,10 +98,7 @@ def dev(directory: str | None, listen: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     keep = directory is not None
-    root = (Path(directory).expanduser().resolve() if directory is not None
-            else Path(tempfile.mkdtemp(prefix="vaultkey-dev-")))
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o700)
+    root = _state_dir(directory)
     lock = _lock(root)
     etcd = None
     try:
@@ -114,7 +113,7 @@ def dev(directory: str | None, listen: str) -> None:
         config = ProxyConfig(
             policies=str(root / "policies"), etcd=[etcd.url], listen=listen,
             tls_cert=state["cert"], tls_key=state["key"],
-            admin_token=(root / "admin.token").read_text().strip(),
+            admin_token=_read_token(root / "admin.token"),
             audit_log=str(root / "audit.log"),
         )
         config.check()
@@ -123,13 +122,7 @@ def dev(directory: str | None, listen: str) -> None:
         addr = f"https://{host if ':' not in host else f'[{host}]'}:{port}"
         exports = _exports(addr, root, token)
         write_private(root / "env", ("\n".join(exports) + "\n").encode())
-        click.echo("vaultkey dev is running. In another shell, paste:\n")
-        click.echo("\n".join(exports))
-        click.echo(f"\n# admin token (token create/list/revoke): {root / 'admin.token'}")
-        click.echo(f"# etcd {etcd.url} (pid {etcd.proc.pid if etcd.proc else '?'}), "
-                   f"state in {root}{'' if keep else ' (removed on exit)'}")
-        click.echo("# try: vaultkey set /hello world && vaultkey get /hello\n"
-                   "# Ctrl-C stops etcd and the proxy.", nl=True)
+        _announce(exports, root, etcd, keep)
         serve(config, state=proxy_state, log_level=logging.WARNING, on_sighup="stop")
     finally:
         if etcd is not None:
@@ -139,6 +132,69 @@ def dev(directory: str | None, listen: str) -> None:
             shutil.rmtree(root, ignore_errors=True)
         click.echo("vaultkey dev stopped" + ("" if keep else "; temporary state removed"),
                    err=True)
+
+
+def _announce(exports: list[str], root: Path, etcd: Any, keep: bool) -> None:
+    click.echo("vaultkey dev is running. In another shell, paste:\n")
+    click.echo("\n".join(exports))
+    click.echo(f"\n# admin token (token create/list/revoke): {root / 'admin.token'}")
+    click.echo(f"# etcd {etcd.url} (pid {etcd.proc.pid if etcd.proc else '?'}), "
+               f"state in {root}{'' if keep else ' (removed on exit)'}")
+    click.echo("# try: vaultkey set /hello world && vaultkey get /hello\n"
+               "# Ctrl-C stops etcd and the proxy.", nl=True)
+
+
+def _state_dir(directory: str | None) -> Path:
+    """The state directory: a new 0700 temporary one, or --dir, checked and never chmod-ed.
+
+    Why: it holds the admin token, the dev key and etcd's data. A directory someone else
+    owns, or that group or others may write to, lets them swap those files (or read the
+    token through a planted file); changing the mode of a directory the user already has
+    would silently alter their own setup, so such a directory is refused instead.
+    """
+    from vaultkey.errors import UsageError
+
+    if directory is None:
+        return Path(tempfile.mkdtemp(prefix="vaultkey-dev-"))  # created 0700
+    root = Path(directory).expanduser().resolve()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(mode=0o700)
+        root.chmod(0o700)  # ours, just made: 0700 whatever the umask
+        return root
+    except FileExistsError:
+        pass
+    st = root.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"--dir {root} is not a directory")
+    check_dir_is_private(root, st)
+    return root
+
+
+def check_dir_is_private(root: Path, st: os.stat_result) -> None:
+    """Refuse an existing --dir that is not ours or that group or others may write."""
+    import shlex
+
+    from vaultkey.errors import UsageError
+
+    if st.st_uid != os.getuid():
+        raise UsageError(
+            f"--dir {root} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}); "
+            "its owner could replace the tokens and keys vaultkey dev keeps there",
+            hint="use a directory of your own (a new --dir is created with mode 0700)")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise UsageError(
+            f"--dir {root} is writable by group or others (mode {mode:04o}); they could "
+            "replace the tokens and keys vaultkey dev keeps there",
+            hint=f"run: chmod go-w {shlex.quote(str(root))}, or use a new --dir "
+            "(created with mode 0700)")
+
+
+def _read_token(path: Path) -> str:
+    from vaultkey._files import read_private
+
+    return read_private(path, "token file").decode("utf-8").strip()
 
 
 def _lock(root: Path) -> IO[bytes]:
@@ -164,7 +220,7 @@ def _dev_token(root: Path, proxy_state: Any) -> str:
 
     saved = root / "dev.token"
     if saved.exists():
-        token = saved.read_text().strip()
+        token = _read_token(saved)
         try:
             proxy_state.tokens.authenticate(token)
             return token

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit, write_out
+from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit, visible, write_out
 
 
 def _read_value(value: str | None, file: str | None) -> bytes:
@@ -64,7 +64,7 @@ def set_cmd(opts: GlobalOptions, path: str, value: str | None, file: str | None,
         revision = client.set(path, data, recipients=explicit, if_revision=if_revision,
                               create_only=create_only)
     emit({"path": path, "revision": revision, "bytes": len(data)}, output == "json",
-         f"stored {len(data)} bytes at {path} (revision {revision})")
+         f"stored {len(data)} bytes at {visible(path)} (revision {visible(revision)})")
 
 
 def _item_json(item: Any) -> dict[str, Any]:
@@ -127,7 +127,9 @@ def ls_cmd(opts: GlobalOptions, prefix: str, recursive: bool, output: str) -> No
     with opts.client() as client:
         keys = client.list(pfx)
     shown = keys if recursive else _children(pfx, keys)
-    emit({"prefix": pfx, "keys": shown}, output == "json", "\n".join(shown))
+    # Key names are whatever someone managed to store: shown escaped, never executed.
+    emit({"prefix": pfx, "keys": shown}, output == "json",
+         "\n".join(visible(k) for k in shown))
 
 
 @cli.command("rm", epilog="""\b
@@ -142,7 +144,7 @@ def rm_cmd(opts: GlobalOptions, path: str, if_revision: int | None) -> None:
     """Delete PATH."""
     with opts.client() as client:
         client.delete(path, if_revision=if_revision)
-    click.echo(f"deleted {path}", err=True)
+    click.echo(f"deleted {visible(path)}", err=True)
 
 
 @cli.command("whoami", epilog="\b\nExample:\n  vaultkey whoami -o json")
@@ -152,8 +154,8 @@ def whoami_cmd(opts: GlobalOptions, output: str) -> None:
     """Show which group your token belongs to."""
     with opts.client() as client:
         me = client.whoami()
-    text = (f"{me['kind']} token {me['token_id']}"
-            + (f" of group {me['group']}" if me.get("group") else ""))
+    text = (f"{visible(me['kind'])} token {visible(me['token_id'])}"
+            + (f" of group {visible(me['group'])}" if me.get("group") else ""))
     emit(me, output == "json", text)
 
 
