@@ -80,7 +80,11 @@ def validate_prefix(path: object) -> str:
         return checked
     body = checked[1:-1] if checked.endswith("/") else checked[1:]
     _check_segments(checked, body.split("/"), "prefix")
-    return "/" + body + "/"
+    normalised = "/" + body + "/"
+    size = len(normalised.encode("utf-8"))
+    if size > MAX_PATH_BYTES:  # the added '/' counts: the store checks the same string
+        raise InvalidPath(f"prefix is {size} bytes; the maximum is {MAX_PATH_BYTES}")
+    return normalised
 
 
 def validate_pattern(path: object, *, prefix: bool) -> str:

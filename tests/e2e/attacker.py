@@ -17,6 +17,7 @@ import time
 
 LIMIT_S = 30.0  # no attack runs longer than this
 HEADER_BYTES = 100 * 1024 * 1024
+SUSTAIN_S = 3.0
 
 
 async def _connect(host: str, port: int, ctx: ssl.SSLContext) -> tuple[
@@ -40,11 +41,15 @@ async def _until_closed(reader: asyncio.StreamReader, started: float) -> tuple[f
 
 
 async def huge_headers(host: str, port: int, ctx: ssl.SSLContext, n: int) -> dict[str, object]:
-    """*n* connections at once, each sending a 100 MB header."""
-    conns = await asyncio.gather(*(_connect(host, port, ctx) for _ in range(n)))
+    """*n* connections at once, each sending a 100 MB header; cut off, they reconnect
+    and start again, for SUSTAIN_S seconds."""
     print("ready", flush=True)
-    results = await asyncio.gather(*(huge_header(r, w) for r, w in conns))
-    return {"connections": n, "sent_bytes_max": max(int(r["sent_bytes"]) for r in results),
+    started, results = time.monotonic(), []
+    while time.monotonic() - started < SUSTAIN_S:
+        conns = await asyncio.gather(*(_connect(host, port, ctx) for _ in range(n)))
+        results += await asyncio.gather(*(huge_header(r, w) for r, w in conns))
+    return {"connections": len(results),
+            "sent_bytes_max": max(int(r["sent_bytes"]) for r in results),
             "closed_after_s_max": max(float(r["closed_after_s"]) for r in results),
             "status_lines": sorted({str(r["status_line"]) for r in results})}
 
@@ -55,7 +60,8 @@ async def huge_header(reader: asyncio.StreamReader,
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
     chunk, sent = b"a" * (1024 * 1024), 0
     try:
-        while sent < HEADER_BYTES and time.monotonic() - started < LIMIT_S:
+        while (sent < HEADER_BYTES and time.monotonic() - started < LIMIT_S
+               and not writer.is_closing() and not reader.at_eof()):
             writer.write(chunk)
             await writer.drain()
             sent += len(chunk)

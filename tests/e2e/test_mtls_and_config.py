@@ -16,6 +16,8 @@ from vaultkey._etcdproc import free_port
 from vaultkey.client import Client
 from vaultkey.crypto import write_keypair
 
+ADMIN_TOKEN = "qP7wE3rT9yU1iO5pA8sD2fG6hJ0kL4zX7cV3bN9m"
+
 
 def test_client_ca_requires_a_client_certificate(proxy_factory, tls_ca, tmp_path):
     ca, ca_path, _cert, _key = tls_ca
@@ -58,7 +60,7 @@ def test_serve_takes_every_setting_from_env_or_config_file(tmp_path, etcd_server
     pol.mkdir()
     (pol / "alpha.toml").write_text(POLICIES["alpha.toml"])
     write_keypair(pol / "alpha")
-    (tmp_path / "admin").write_text("qP7wE3rT9yU1iO5pA8sD2fG6hJ0kL4zX7cV3bN9m")
+    (tmp_path / "admin").write_text(ADMIN_TOKEN)
     (tmp_path / "admin").chmod(0o600)
     port = free_port()
     settings = {"policies": str(pol), "etcd": etcd_server.url, "listen": f"127.0.0.1:{port}",
@@ -78,7 +80,7 @@ def test_serve_takes_every_setting_from_env_or_config_file(tmp_path, etcd_server
     try:
         _wait_up(f"http://127.0.0.1:{port}", proc)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/whoami",
-                      headers={"Authorization": "Bearer " + "qP7wE3rT9yU1iO5pA8sD2fG6hJ0kL4zX7cV3bN9m"})
+                      headers={"Authorization": "Bearer " + ADMIN_TOKEN})
         assert r.json()["kind"] == "admin"
     finally:
         proc.terminate()
@@ -90,7 +92,7 @@ def test_flags_override_the_config_file(tmp_path, etcd_server):
     cfg = tmp_path / "serve.toml"
     cfg.write_text('[serve]\nlisten = "0.0.0.0:1"\ninsecure = true\n')
     (tmp_path / "p").mkdir()
-    env = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": "qP7wE3rT9yU1iO5pA8sD2fG6hJ0kL4zX7cV3bN9m"}
+    env = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": ADMIN_TOKEN}
     r = subprocess.run([sys.executable, "-m", "vaultkey", "serve", "--config", str(cfg),
                         "--policies", str(tmp_path / "p")], env=env, capture_output=True,
                        text=True, timeout=60, check=False)

@@ -12,6 +12,9 @@ import httpx
 
 from tests.e2e.conftest import POLICIES, wait_for
 
+ADMIN_TOKEN_0 = "xT1nB5vC9xZ3lK7jH2gF6dS0aP4oI8uY3tR7e-q"
+ADMIN_TOKEN_1 = "yW2eR6tY0uI4oP8aS3dF7gH1jK5lZ9xC2vB6n_m"
+
 
 def _wait_for(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
@@ -128,7 +131,7 @@ def test_audit_lines_are_json_with_the_documented_fields(proxy):
 
 
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": "xT1nB5vC9xZ3lK7jH2gF6dS0aP4oI8uY3tR7e-q"}
+    base = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": ADMIN_TOKEN_0}
     return subprocess.run([sys.executable, "-m", "vaultkey", "serve", *args],
                           capture_output=True, text=True, env={**base, **(env or {})},
                           timeout=60, check=False)
@@ -160,7 +163,7 @@ def test_insecure_on_loopback_serves_plain_http(tmp_path, etcd_server):
     (tmp_path / "alpha.toml").write_text(POLICIES["alpha.toml"])
     write_keypair(tmp_path / "alpha")
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": "yW2eR6tY0uI4oP8aS3dF7gH1jK5lZ9xC2vB6n_m"}
+    env = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": ADMIN_TOKEN_1}
     proc = subprocess.Popen(
         [sys.executable, "-m", "vaultkey", "serve", "--policies", str(tmp_path), "--etcd",
          etcd_server.url, "--listen", f"127.0.0.1:{port}", "--insecure"],
@@ -174,7 +177,7 @@ def test_insecure_on_loopback_serves_plain_http(tmp_path, etcd_server):
 
         assert _wait_for(up, timeout=20)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/whoami",
-                      headers={"Authorization": "Bearer " + "yW2eR6tY0uI4oP8aS3dF7gH1jK5lZ9xC2vB6n_m"})
+                      headers={"Authorization": "Bearer " + ADMIN_TOKEN_1})
         assert r.json()["kind"] == "admin"
     finally:
         proc.terminate()

@@ -144,9 +144,9 @@ def test_get_on_a_prefix_without_list_is_422(proxy):
         assert c.get("/v1/kv/alpha/").status_code == 422
 
 
-def test_openapi_is_served(proxy):
+def test_openapi_is_served_and_the_cdn_backed_docs_pages_are_not(proxy):
     with proxy.client() as c:
         spec = c.get("/openapi.json").json()
         docs = c.get("/docs")
     assert "/v1/kv/{path}" in spec["paths"]
-    assert docs.status_code == 200
+    assert docs.status_code == 404

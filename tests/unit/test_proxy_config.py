@@ -99,6 +99,11 @@ class _SlowStore:
     def delete(self, path, **_kw):
         return self.data.pop(path, None) is not None
 
+    def list_keys(self, prefix, **_kw):
+        from vaultkey.store import KeyPage
+
+        return KeyPage(sorted(p for p in self.data if p.startswith(prefix)), 1, None)
+
     def range(self, prefix, **_kw):
         from vaultkey.store import Entry
 

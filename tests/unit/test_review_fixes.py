@@ -13,6 +13,8 @@ from vaultkey.config import resolve
 from vaultkey.crypto import write_keypair
 from vaultkey.errors import PolicyError
 
+ADMIN_TOKEN = "zR4tY7uI0oP3aS6dF9gH2jK5lZ8xC1vB4nM7q_w"
+
 
 def test_list_on_a_key_rule_is_a_policy_error():
     with pytest.raises(PolicyError, match="never applies") as info:
@@ -46,7 +48,7 @@ def test_serve_config_file_accepts_an_etcd_array(tmp_path):
     cfg.write_text(f'[serve]\npolicies = "{tmp_path}"\ninsecure = true\nlisten = "127.0.0.1:1"\n'
                    'etcd = ["https://etcd-a:2379", "https://u:p@etcd-b:2379"]\n')
     r = subprocess.run([sys.executable, "-m", "vaultkey", "serve", "--config", str(cfg)],
-                       env={"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": "zR4tY7uI0oP3aS6dF9gH2jK5lZ8xC1vB4nM7q_w"},
+                       env={"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": ADMIN_TOKEN},
                        capture_output=True, text=True, timeout=60, check=False)
     # Both endpoints were parsed as URLs: the second is refused for its credentials.
     assert r.returncode == 64 and "no credentials in an etcd endpoint" in r.stderr

@@ -20,11 +20,13 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vaultkey._version import __version__
@@ -83,6 +85,9 @@ class AuditMiddleware:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # the server runs without WebSocket support
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -103,7 +108,15 @@ class AuditMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            if _is_upgrade(scope):
+                # Why before routing: no /v1 endpoint speaks another protocol, and an
+                # upgrade must not reach a route that might answer it as plain HTTP.
+                record.update(op="upgrade", decision="deny")
+                await error_response(UsageError(
+                    "protocol upgrades (WebSocket, h2c) are not supported"))(
+                        scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             op = record.get("op", "other")
@@ -128,17 +141,34 @@ class AuditMiddleware:
             "revision": record.get("revision"),
             "ms": round(elapsed * 1000, 3),
         }
-        return json.dumps(line, ensure_ascii=False)
+        # Why ASCII: every non-ASCII character (U+2028 and U+2029 included) is escaped, so
+        # any line-oriented reader sees exactly one record per line.
+        return json.dumps(line, ensure_ascii=True)
 
 
-def _install_sighup(state: ProxyState) -> None:
+def _is_upgrade(scope: Scope) -> bool:
+    return any(name == b"upgrade" for name, _value in scope["headers"])
+
+
+def _install_signals(state: ProxyState, reload_policies: bool) -> None:
+    """SIGHUP reloads policies and reopens the audit log; SIGUSR1 only reopens it
+    (for logrotate: rename the file, then signal; no line is lost)."""
+
+    def reopen() -> None:
+        if state.audit is not None:
+            state.audit.reopen()
+
+    def hup() -> None:
+        reopen()
+        loop.run_in_executor(None, state.reload_policies)
+
     try:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: loop.run_in_executor(None, state.reload_policies)
-        )
+        loop.add_signal_handler(signal.SIGUSR1, reopen)
+        if reload_policies:
+            loop.add_signal_handler(signal.SIGHUP, hup)
     except (NotImplementedError, RuntimeError, ValueError):
-        log.warning("SIGHUP policy reload is not available in this process")
+        log.warning("SIGHUP/SIGUSR1 handling is not available in this process")
 
 
 def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
@@ -147,13 +177,17 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if reload_on_sighup:
-            _install_sighup(state)
+        _install_signals(state, reload_on_sighup)
         yield
         state.close()  # drains the audit log: a graceful shutdown loses no line
 
+    # Why no /docs and /redoc: FastAPI's pages load their scripts from a CDN, which a
+    # secrets proxy must not make browsers fetch. /openapi.json stays.
+    # Why redirect_slashes=False: Starlette's redirect echoes the Host header in an
+    # absolute Location; _http_error redirects with a relative one instead.
     app = FastAPI(title="vaultkey proxy", version=__version__, lifespan=lifespan,
-                  description="Ciphertext-only, ACL-enforcing proxy in front of etcd.")
+                  description="Ciphertext-only, ACL-enforcing proxy in front of etcd.",
+                  docs_url=None, redoc_url=None, redirect_slashes=False)
     app.state.vaultkey = state
     app.include_router(kv.router)
     app.include_router(sys.router)
@@ -166,7 +200,9 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
         return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and (location := _slash_redirect(app, request)):
+            return Response(status_code=307, headers={"location": location})
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": {"code": code, "message": str(exc.detail), "hint": None}},
                             status_code=exc.status_code, headers=exc.headers)
@@ -176,5 +212,25 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
         msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return error_response(UsageError(msgs))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Why: a bug must never show a client a traceback; operators get it in the log.
+        log.error("answering 500 for %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(VaultkeyError("internal error; see the proxy log"))
+
     app.add_middleware(AuditMiddleware, state=state)
     return app
+
+
+def _slash_redirect(app: FastAPI, request: Request) -> str | None:
+    """A relative Location for the same path with or without its trailing slash, if
+    that one names a route (never built from the Host header)."""
+    path = request.url.path
+    if not path.startswith("/") or path.startswith("//") or path == "/":
+        return None
+    other = path[:-1] if path.endswith("/") else path + "/"
+    scope = {**request.scope, "path": other}
+    if not any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+        return None
+    query = request.url.query
+    return quote(other) + (f"?{query}" if query else "")

@@ -16,10 +16,10 @@ the app's shutdown calls it, so a SIGTERM loses no lines::
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
-from pathlib import Path
 from typing import IO
 
 from vaultkey.errors import UsageError
@@ -27,11 +27,20 @@ from vaultkey.errors import UsageError
 log = logging.getLogger(__name__)
 MAX_PENDING_LINES = 10_000
 _STOP = object()
+_REOPEN = object()
+
+
+def _open_append(path: str) -> IO[str]:
+    """Open for appending; a new file is created 0600 (it names token ids and paths)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return open(fd, "a", encoding="utf-8")
 
 
 class AuditWriter:
-    def __init__(self, stream: IO[str], capacity: int = MAX_PENDING_LINES) -> None:
+    def __init__(self, stream: IO[str], capacity: int = MAX_PENDING_LINES,
+                 path: str | None = None) -> None:
         self._stream = stream
+        self._path = path
         self._closed = False
         self.failures = 0  # failed write attempts (each retried until it succeeds)
         self._slots = threading.BoundedSemaphore(capacity)
@@ -42,11 +51,17 @@ class AuditWriter:
     @classmethod
     def open(cls, path: str, capacity: int = MAX_PENDING_LINES) -> AuditWriter:
         try:
-            stream = Path(path).open("a", encoding="utf-8")  # noqa: SIM115 - owned by the writer
+            stream = _open_append(path)
         except OSError as exc:
             raise UsageError(f"cannot open the audit log {path}: {exc.strerror}",
                              hint="create its directory or fix --audit-log") from exc
-        return cls(stream, capacity)
+        return cls(stream, capacity, path)
+
+    def reopen(self) -> None:
+        """Close and reopen the file by name after the lines queued so far (logrotate:
+        rename the file, then send SIGUSR1 or SIGHUP). Thread-safe; never blocks."""
+        if self._path is not None and not self._closed:
+            self._queue.put(_REOPEN)
 
     def reserve(self) -> bool:
         """Take a slot for one line; False when the writer is too far behind or closed."""
@@ -65,6 +80,9 @@ class AuditWriter:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if item is _REOPEN:
+                self._reopen_now()
+                continue
             self._write_until_done(f"{item}\n")
             self._slots.release()
 
@@ -85,6 +103,18 @@ class AuditWriter:
                                   "refusing requests once it falls behind", self.failures)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _reopen_now(self) -> None:
+        assert self._path is not None
+        try:
+            fresh = _open_append(self._path)
+        except OSError as exc:  # keep writing to the old file rather than lose lines
+            log.error("cannot reopen the audit log %s: %s; still writing to the old file",
+                      self._path, exc.strerror)
+            return
+        old, self._stream = self._stream, fresh
+        old.close()
+        log.info("audit log reopened: %s", self._path)
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new lines, write everything queued so far, then stop (idempotent)."""

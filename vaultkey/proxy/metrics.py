@@ -10,7 +10,7 @@ from vaultkey.proxy.protocol import Counters
 from vaultkey.store import StoreCounters
 
 
-def _read(counters: Counters | StoreCounters, attr: str) -> float:
+def _read(counters: object, attr: str) -> float:
     return float(getattr(counters, attr))
 
 
@@ -67,6 +67,11 @@ class Metrics:
                  "etcd keys under the root that are not valid vaultkey paths (skipped)")):
             Gauge(name, text, registry=self.registry).set_function(
                 functools.partial(_read, counters, attr))
+
+    def watch_tokens(self, registry: object) -> None:
+        Gauge("vaultkey_token_etcd_reads", "token lookups that read etcd (records and the "
+              "known-id list; made-up ids cost none)", registry=self.registry).set_function(
+            functools.partial(_read, registry, "etcd_lookups"))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -205,10 +205,11 @@ class GuardedProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(chunk)
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            # The server runs without WebSocket support (ws="none"): the request goes on
+            # as plain HTTP, where the audit middleware refuses it, and since the parser
+            # will not read past an upgrade, the connection closes after the answer.
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
             return False
         except httptools.HttpParserError:
             if self._head_bytes > self.limits.max_header_bytes or self._header_count_exceeded():
@@ -231,8 +232,6 @@ class GuardedProtocol(HttpToolsProtocol):
     # -- parser callbacks ----------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
-        self._head_bytes = 0
         self.idle.discard(self)
         if self._head_timer is None:
             self._arm_head_timer()
@@ -246,6 +245,26 @@ class GuardedProtocol(HttpToolsProtocol):
         self._in_head = False
         self._cancel_head_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is None or cycle.scope is not self.scope:
+            return
+        send = cycle.send
+
+        async def send_closing_early(message: Any) -> None:
+            if message["type"] == "http.response.start" and cycle.more_body:
+                # Answered before the whole body arrived (e.g. 401 for an upload): say
+                # "Connection: close" now, since the connection is closed after it.
+                cycle.keep_alive = False
+            await send(message)
+
+        cycle.send = send_closing_early  # type: ignore[method-assign]
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # The next bytes start the next request's head (counted from here, so bytes
+        # of a head that began in an earlier chunk are never forgotten).
+        self._in_head = True
+        self._head_bytes = 0
 
     def on_response_complete(self) -> None:
         if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():

@@ -117,7 +117,7 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
         ssl_ca_certs=config.client_ca,
         ssl_cert_reqs=ssl.CERT_REQUIRED if config.client_ca else ssl.CERT_NONE,
         timeout_graceful_shutdown=10, timeout_keep_alive=max(1, round(limits.idle_timeout)),
-        http=guarded_protocol(limits, state.connection_counters),
+        http=guarded_protocol(limits, state.connection_counters), ws="none",
     )
     server = _Server(uv_config, handshake_timeout=limits.handshake_timeout)
     if on_sighup == "stop":

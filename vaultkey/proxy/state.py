@@ -43,6 +43,7 @@ class ProxyState:
         self.connection_counters = Counters()
         self.metrics.watch_connections(self.connection_counters)
         self.metrics.watch_store(self.kv.store.counters)
+        self.metrics.watch_tokens(self.tokens)
         self._reload_lock = threading.Lock()
         # Set by the server when an audit log is configured.
         self.audit: AuditWriter | None = None

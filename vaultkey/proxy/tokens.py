@@ -34,6 +34,11 @@ _HASH_LABEL = b"vaultkey token v1\x00"
 # Why a short cache: a revocation through this replica drops the entry at once;
 # other replicas see it within CACHE_SECONDS because they re-read etcd.
 CACHE_SECONDS = 1.0
+# Why a known-id set: a flood of made-up token ids must not cost one etcd read each.
+# The ids of all tokens (keys only) are read at most once per KNOWN_IDS_SECONDS; an id
+# not among them is refused without a read. A token created on another replica a
+# moment ago is refused for at most this long.
+KNOWN_IDS_SECONDS = 1.0
 _TTL_RE = re.compile(r"^([0-9]{1,9})([smhd]?)$", re.ASCII)
 MAX_TTL_SECONDS = 10 * 365 * 86400
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -120,6 +125,10 @@ class TokenRegistry:
         # put the record back into the cache (revocation is immediate here).
         self._revoked: dict[str, float] = {}
         self._lock = threading.Lock()  # revoke vs. caching a lookup: one at a time
+        self._known_ids: frozenset[str] = frozenset()
+        self._known_at = float("-inf")
+        self._known_lock = threading.Lock()  # one refresh at a time
+        self.etcd_lookups = 0  # token reads from etcd (a metric)
 
     def create(
         self, group: str, *, name: str = "", ttl: int | None = None
@@ -130,6 +139,8 @@ class TokenRegistry:
                              hash_token(token))
         self._store.put(f"/tokens/{token_id}", json.dumps(asdict(record)).encode(),
                         create_only=True)
+        with self._known_lock:
+            self._known_ids = self._known_ids | {token_id}
         return token, record
 
     def list(self) -> list[TokenRecord]:
@@ -159,8 +170,35 @@ class TokenRegistry:
             return hit[1]
         return None
 
+    def _unknown(self, token_id: str, *, refresh: bool) -> bool | None:
+        """Whether *token_id* is certainly not a token: True/False, or None if that
+        needs a refresh of the known ids and *refresh* is off."""
+        if time.monotonic() - self._known_at >= KNOWN_IDS_SECONDS:
+            if not refresh:
+                return None
+            with self._known_lock:
+                if time.monotonic() - self._known_at >= KNOWN_IDS_SECONDS:
+                    self._refresh_known_ids()
+        return token_id not in self._known_ids
+
+    def _refresh_known_ids(self) -> None:
+        started = time.monotonic()
+        ids: set[str] = set()
+        after: bytes | None = None
+        revision: int | None = None
+        while True:
+            page = self._store.list_keys("/tokens/", revision=revision, after=after)
+            revision = page.revision
+            ids.update(p.rsplit("/", 1)[1] for p in page.paths if p is not None)
+            if page.after is None:
+                break
+            after = page.after
+        self.etcd_lookups += 1
+        self._known_ids, self._known_at = frozenset(ids), started
+
     def _record(self, token_id: str) -> TokenRecord | None:
         now = time.monotonic()
+        self.etcd_lookups += 1
         entry = self._store.get(f"/tokens/{token_id}")
         record = TokenRecord.from_json(entry.value) if entry else None
         with self._lock:
@@ -187,9 +225,11 @@ class TokenRegistry:
         token_id = parse_token_id(token)
         record = self._cached(token_id) if token_id else None
         if token_id and record is None:
-            if cached_only:
-                return None
-            record = self._record(token_id)
+            unknown = self._unknown(token_id, refresh=not cached_only)
+            if unknown is None or (cached_only and not unknown):
+                return None  # needs etcd: the caller calls again off the event loop
+            if not unknown:
+                record = self._record(token_id)
         stored = record.hash if record else _DUMMY_HASH
         if not hmac.compare_digest(presented, stored) or record is None:
             raise Unauthenticated("invalid or revoked token")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 
 from vaultkey.acl import Capability
 from vaultkey.errors import PermissionDenied
@@ -21,11 +22,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness: etcd answers")
 async def readyz(state: StateDep) -> dict[str, Any]:
-    revision = await state.kv.ping()
-    return {"status": "ok", "etcd_revision": revision}
+    # Why no revision in the answer: etcd's revision counts every write in the cluster;
+    # unauthenticated callers must not be able to watch it move.
+    await state.kv.ping()
+    return {"status": "ok"}
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(state: StateDep) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
