@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import ssl
 import sys
 import time
@@ -136,6 +137,35 @@ async def slow_body(host: str, port: int, ctx: ssl.SSLContext, n: int,
     return _summary(len(ok), n, closes)
 
 
+async def garbage_tokens(host: str, port: int, ctx: ssl.SSLContext,
+                         n: int, rate: str = "0") -> dict[str, object]:
+    """*n* keep-alive connections sending requests with made-up tokens, for SUSTAIN_S s,
+    in all *rate* requests a second (0: as fast as the proxy answers)."""
+    conns = await asyncio.gather(*(_connect(host, port, ctx) for _ in range(n)))
+    print("ready", flush=True)
+    started, statuses = time.monotonic(), {}
+    interval = n / float(rate) if float(rate) > 0 else 0.0
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sent = 0
+        while time.monotonic() - started < SUSTAIN_S:
+            if interval:
+                sent += 1
+                await asyncio.sleep(max(0.0, started + sent * interval - time.monotonic()))
+            fake = f"vkt_{secrets.token_hex(8)}.{secrets.token_urlsafe(32)}"
+            writer.write(f"GET /v1/kv/alpha/legit HTTP/1.1\r\nHost: x\r\n"
+                         f"Authorization: Bearer {fake}\r\n\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            status = head.split(b" ", 2)[1].decode()
+            statuses[status] = statuses.get(status, 0) + 1
+
+    await asyncio.gather(*(flood(r, w) for r, w in conns))
+    return {"connections": n, "answers": statuses,
+            "requests_per_s": round(sum(statuses.values()) / SUSTAIN_S)}
+
+
 def _summary(opened: int, wanted: int, closes: list[tuple[float, bytes]]) -> dict[str, object]:
     times = sorted(t for t, _ in closes)
     statuses: dict[str, int] = {}
@@ -149,7 +179,7 @@ def _summary(opened: int, wanted: int, closes: list[tuple[float, bytes]]) -> dic
 
 
 KINDS = {"header": huge_headers, "silent": silent, "slowloris": slowloris,
-         "slowbody": slow_body}
+         "slowbody": slow_body, "tokens": garbage_tokens}
 
 
 def main() -> None:

@@ -230,3 +230,22 @@ def _busy_answer(c) -> int | None:
     except httpx.TransportError:
         return None
     return 503 if r.status_code == 503 else None
+
+
+@pytest.mark.parametrize("rate", [1000])
+def test_a_flood_of_made_up_tokens_slows_legitimate_clients_by_less_than_2x(dos_proxy, rate):
+    # Baseline first: the same legitimate client with no attack running. The flood is
+    # open-loop at a fixed rate (1,000 made-up tokens a second, about what the proxy
+    # serves of real reads here), so the measure is what each made-up token costs.
+    legit = Legit(dos_proxy, dos_proxy.tokens["alpha"], "/alpha/legit")
+    legit.start()
+    assert wait_for(lambda: len(legit.samples) >= 150, timeout=20)
+    legit.stop.set()
+    legit.join()
+    quiet = statistics.median(ms for _start, ms, _st in legit.samples[20:])
+    report = _run_attack(dos_proxy, "tokens", 4, str(rate))
+    seen = report["attacker_saw"]
+    assert isinstance(seen, dict) and set(seen["answers"]) == {"401"}, seen
+    print(json.dumps({"made_up_tokens": seen, "quiet_median_ms": round(quiet, 2),
+                      "flood_median_ms": report["legit_median_ms"]}))
+    assert float(report["legit_median_ms"]) <= 2 * quiet, (quiet, report)
