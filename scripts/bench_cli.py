@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from vaultkey._etcdproc import free_port
+from vaultkey._dev.etcdproc import free_port
 
 VK = [sys.executable, "-m", "vaultkey"]
 

@@ -32,10 +32,10 @@ from pathlib import Path
 import httpx
 import trustme
 
-from vaultkey._etcdproc import EtcdProcess, free_port
+from vaultkey._dev.etcdproc import EtcdProcess, free_port
 from vaultkey.crypto import encrypt, write_keypair
 from vaultkey.keys import PublicKey
-from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
 POLICY = 'group = "bench"\nrecipients = ["bench.pub"]\n[[rules]]\nprefix = "/bench/"\n' \
          'allow = ["read", "write", "list"]\n'

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from vaultkey._etcdproc import free_port
+from vaultkey._dev.etcdproc import free_port
 
 VK = [sys.executable, "-m", "vaultkey"]
 SECRET = b"postgres://app:correct-horse-battery-staple@db.internal/app\n"

@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from vaultkey._etcdproc import EtcdProcess
+from vaultkey._dev.etcdproc import EtcdProcess
 from vaultkey.crypto import SecretKey, decrypt, encrypt, write_keypair
 from vaultkey.errors import DecryptionError, VaultkeyError
 from vaultkey.keys import PublicKey
-from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
 SECRET = b"postgres://app:correct-horse-battery-staple@db.internal/app\n"
 PATH = "/payments/db/url"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from vaultkey._etcdproc import EtcdProcess, find_etcd
+from vaultkey._dev.etcdproc import EtcdProcess, find_etcd
 from vaultkey.errors import UsageError
-from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
 
 @pytest.fixture(scope="session")

@@ -40,8 +40,8 @@ from vaultkey.keys import PublicKey
 
 if TYPE_CHECKING:
     from vaultkey.client import AsyncClient, Client, Item
+    from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey, decrypt, encrypt
-    from vaultkey.trust import TrustStore
 
 _LAZY = {
     "SecretKey": "vaultkey.crypto",
@@ -50,7 +50,7 @@ _LAZY = {
     "Client": "vaultkey.client",
     "AsyncClient": "vaultkey.client",
     "Item": "vaultkey.client",
-    "TrustStore": "vaultkey.trust",
+    "TrustStore": "vaultkey.client.trust",
 }
 
 

@@ -23,10 +23,10 @@ import httpx
 import pytest
 import trustme
 
-from vaultkey._etcdproc import EtcdProcess, free_port
+from vaultkey._dev.etcdproc import EtcdProcess, free_port
 from vaultkey.crypto import SecretKey, encrypt, write_keypair
-from vaultkey.policyload import load_policy_dir
-from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
+from vaultkey.policy.load import load_policy_dir
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
 POLICIES = {
     "alpha.toml": """

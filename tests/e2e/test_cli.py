@@ -139,7 +139,7 @@ def test_exit_7_decryption_failed(proxy):
 
 
 def test_exit_8_unavailable():
-    from vaultkey._etcdproc import free_port
+    from vaultkey._dev.etcdproc import free_port
 
     r = subprocess.run([sys.executable, "-m", "vaultkey", "--addr",
                         f"https://127.0.0.1:{free_port()}", "--token", "t", "whoami"],
@@ -269,7 +269,7 @@ def test_cli_commands_do_not_import_httpx(proxy):
 
 
 def test_exit_1_when_the_server_is_not_a_vaultkey_proxy(tmp_path):
-    from vaultkey._etcdproc import free_port
+    from vaultkey._dev.etcdproc import free_port
 
     port = free_port()
     web = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",

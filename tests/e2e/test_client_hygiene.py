@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import POLICIES, wait_for
-from vaultkey._etcdproc import free_port
+from vaultkey._dev.etcdproc import free_port
 from vaultkey.client import AsyncClient, Client
 from vaultkey.crypto import write_keypair
 

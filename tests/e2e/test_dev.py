@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from vaultkey._etcdproc import free_port
+from vaultkey._dev.etcdproc import free_port
 
 
 def _processes_mentioning(text: str) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 
 import vaultkey
 from tests.e2e.conftest import POLICIES
-from vaultkey._etcdproc import free_port
+from vaultkey._dev.etcdproc import free_port
 from vaultkey.client import Client
 from vaultkey.crypto import write_keypair
 

@@ -60,7 +60,7 @@ def url(path: str) -> str:
 
 
 def envelope_for(proxy, path: str, value: bytes) -> bytes:
-    from vaultkey.policyload import load_policy_dir
+    from vaultkey.policy.load import load_policy_dir
 
     readers = load_policy_dir(proxy.policy_dir).reader_keys(path)
     return encrypt(value, path, readers or [OUTSIDER.public])

@@ -157,7 +157,7 @@ def test_weak_or_missing_admin_token_is_refused(tmp_path):
 
 
 def test_insecure_on_loopback_serves_plain_http(tmp_path, etcd_server):
-    from vaultkey._etcdproc import free_port
+    from vaultkey._dev.etcdproc import free_port
     from vaultkey.crypto import write_keypair
 
     (tmp_path / "alpha.toml").write_text(POLICIES["alpha.toml"])

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 from vaultkey.proxy.tokens import hash_token
-from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
 
 
 def _sys_records(proxy) -> list[bytes]:

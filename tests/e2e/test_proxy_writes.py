@@ -6,7 +6,7 @@ import pytest
 
 from vaultkey.crypto import SecretKey, encrypt
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
-from vaultkey.store import EtcdConnection, EtcdSettings
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings
 
 PLAINTEXTS = [b"PLAINTEXT-CANARY-alpha-0001", b"PLAINTEXT-CANARY-shared-0002",
               b"PLAINTEXT-CANARY-beta-0003"]

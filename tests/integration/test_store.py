@@ -6,7 +6,7 @@ import pytest
 
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
 from vaultkey.errors import Conflict, InvalidPath, Unavailable, ValueTooLarge
-from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
 
 def test_fixture_runs_a_real_etcd(etcd_server, etcd_conn):
@@ -149,7 +149,7 @@ def test_oversized_value_is_refused_before_reaching_etcd(store):
 
 
 def test_unreachable_etcd_raises_unavailable():
-    from vaultkey._etcdproc import free_port
+    from vaultkey._dev.etcdproc import free_port
 
     conn = EtcdConnection(EtcdSettings(endpoints=[f"127.0.0.1:{free_port()}"], timeout=0.5))
     try:

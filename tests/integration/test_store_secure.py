@@ -6,9 +6,9 @@ import pytest
 import trustme
 from etcd3 import etcdrpc
 
-from vaultkey._etcdproc import EtcdProcess, EtcdTLS, free_port
+from vaultkey._dev.etcdproc import EtcdProcess, EtcdTLS, free_port
 from vaultkey.errors import StoreError, Unavailable, UsageError
-from vaultkey.store import EtcdConnection, EtcdSettings, EtcdStore
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Table-driven tests of vaultkey.acl: rule matching, specificity, parse errors.
+"""Table-driven tests of vaultkey.policy.engine: rule matching, specificity, parse errors.
 
 Run: ``pytest -q tests/unit/test_acl.py``. Two overlapping groups (payments,
 web) plus a list-only audit group are parsed from inline TOML; each case is
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from vaultkey.acl import Capability, Policy, PolicySet, Rule
-from vaultkey.aclparse import check_policy_text, parse_policy
 from vaultkey.errors import PolicyError
+from vaultkey.policy.engine import Capability, Policy, PolicySet, Rule
+from vaultkey.policy.parse import check_policy_text, parse_policy
 
 PAYMENTS = """\
 group = "payments"

@@ -12,7 +12,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vaultkey.acl import Capability, Policy, PolicySet, Rule
+from vaultkey.policy.engine import Capability, Policy, PolicySet, Rule
 
 SEGS = ["a", "b", "c"]
 

@@ -38,7 +38,7 @@ def test_pure_modules_do_no_io():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "vaultkey"
-    for name in ("envelope.py", "acl.py", "aclparse.py", "paths.py", "errors.py",
+    for name in ("envelope.py", "policy/engine.py", "policy/parse.py", "paths.py", "errors.py",
                  "proxy/checks.py"):
         tree = ast.parse((root / name).read_text())
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
@@ -94,8 +94,8 @@ def test_dependency_rules_between_modules():
         "paths.py": {"vaultkey.errors"},
         "keys.py": {"vaultkey.errors"},
         "envelope.py": {"vaultkey.errors", "vaultkey.paths"},
-        "acl.py": {"vaultkey.errors", "vaultkey.paths"},
-        "aclparse.py": {"vaultkey.acl", "vaultkey.errors", "vaultkey.paths"},
+        "policy/engine.py": {"vaultkey.errors", "vaultkey.paths"},
+        "policy/parse.py": {"vaultkey.policy.engine", "vaultkey.errors", "vaultkey.paths"},
     }
     for name, ok in allowed.items():
         assert imports(name) <= ok, (name, imports(name) - ok)

@@ -8,9 +8,9 @@ import pytest
 import vaultkey
 from vaultkey._files import write_private
 from vaultkey.client import Client
-from vaultkey.config import resolve
+from vaultkey.client.settings import resolve
+from vaultkey.client.trust import TrustStore
 from vaultkey.crypto import SecretKey, write_keypair
-from vaultkey.trust import TrustStore
 
 
 def test_explicit_beats_env_beats_default_profile(tmp_path):

@@ -8,8 +8,9 @@ import importlib
 import pytest
 
 PURE_MODULES = ["vaultkey", "vaultkey.errors", "vaultkey.paths", "vaultkey.keys",
-                "vaultkey.envelope", "vaultkey.crypto", "vaultkey.acl", "vaultkey.aclparse",
-                "vaultkey.trust", "vaultkey.proxy.tokens", "vaultkey._http"]
+                "vaultkey.envelope", "vaultkey.crypto", "vaultkey.policy.engine",
+                "vaultkey.policy.parse",
+                "vaultkey.client.trust", "vaultkey.proxy.tokens", "vaultkey.client._errors"]
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)

@@ -10,7 +10,7 @@ import vaultkey
 from vaultkey.client import Client
 from vaultkey.crypto import SecretKey, write_keypair
 from vaultkey.proxy.state import load_escrow_keys
-from vaultkey.store import parse_endpoint
+from vaultkey.proxy.store.etcd import parse_endpoint
 
 
 def test_escrow_key_given_as_secret_text_is_refused_without_echo():

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from vaultkey._httplite import LiteConnection, LiteTransportError, proxy_configured
+from vaultkey.client._lite import LiteConnection, LiteTransportError, proxy_configured
 
 BODY = b'{"ok":true}'
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"

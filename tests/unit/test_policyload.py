@@ -1,4 +1,4 @@
-"""Tests of vaultkey.policyload: reading a policy directory and its recipient keys.
+"""Tests of vaultkey.policy.load: reading a policy directory and its recipient keys.
 
 Run: ``pytest -q tests/unit/test_policyload.py``. The example policies in
 ``policies/`` are copied into ``tmp_path`` next to freshly generated ``.pub``
@@ -18,7 +18,7 @@ import pytest
 
 from vaultkey.errors import PolicyError
 from vaultkey.keys import PublicKey
-from vaultkey.policyload import PolicyDirError, check_policy_dir, load_policy_dir
+from vaultkey.policy.load import PolicyDirError, check_policy_dir, load_policy_dir
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies"
 OPS = 'group = "ops"\nrecipients = ["ops.pub"]\n[[rules]]\nprefix = "/ops/"\nallow = ["read"]\n'

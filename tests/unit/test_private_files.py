@@ -14,7 +14,7 @@ import vaultkey
 from vaultkey._cli import main
 from vaultkey._cli.dev import _state_dir, check_dir_is_private
 from vaultkey._files import read_private, write_private
-from vaultkey.config import resolve
+from vaultkey.client.settings import resolve
 
 
 def _mode(path: Path) -> int:

@@ -89,7 +89,7 @@ class _SlowStore:
         return 1
 
     def get(self, path):
-        from vaultkey.store import Entry
+        from vaultkey.proxy.store.etcd import Entry
 
         value = self.data.get(path)
         self.reading.set()
@@ -100,12 +100,12 @@ class _SlowStore:
         return self.data.pop(path, None) is not None
 
     def list_keys(self, prefix, **_kw):
-        from vaultkey.store import KeyPage
+        from vaultkey.proxy.store.etcd import KeyPage
 
         return KeyPage(sorted(p for p in self.data if p.startswith(prefix)), 1, None)
 
     def range(self, prefix, **_kw):
-        from vaultkey.store import Entry
+        from vaultkey.proxy.store.etcd import Entry
 
         return [Entry(p, v, 1, 1, 1) for p, v in self.data.items() if p.startswith(prefix)], 1
 

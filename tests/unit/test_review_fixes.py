@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from vaultkey._cli import main
-from vaultkey.aclparse import parse_policy
-from vaultkey.config import resolve
+from vaultkey.client.settings import resolve
 from vaultkey.crypto import write_keypair
 from vaultkey.errors import PolicyError
+from vaultkey.policy.parse import parse_policy
 
 ADMIN_TOKEN = "zR4tY7uI0oP3aS6dF9gH2jK5lZ8xC1vB4nM7q_w"
 

@@ -70,7 +70,7 @@ def policy() -> None:
 def policy_check(directory: str) -> None:
     """Validate every policy file in DIRECTORY; print each problem as FILE:LINE: MESSAGE."""
     from vaultkey.errors import PolicyError
-    from vaultkey.policyload import check_policy_dir, load_policy_dir
+    from vaultkey.policy.load import check_policy_dir, load_policy_dir
 
     problems = check_policy_dir(directory)
     for problem in problems:
@@ -98,7 +98,7 @@ def policy_explain(group: str, directory: str, path: str, capability: str) -> No
     """
     from vaultkey.errors import PermissionDenied
     from vaultkey.paths import validate_key, validate_prefix
-    from vaultkey.policyload import load_policy_dir
+    from vaultkey.policy.load import load_policy_dir
 
     is_prefix = path.endswith("/") or capability == "list"  # the proxy checks list on prefixes
     target = validate_prefix(path) if is_prefix else validate_key(path)

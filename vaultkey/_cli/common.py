@@ -41,7 +41,7 @@ class GlobalOptions:
 
     def client(self) -> CliClient:
         from vaultkey.client import CliClient
-        from vaultkey.config import resolve
+        from vaultkey.client.settings import resolve
 
         explicit = {"addr": self.addr, "token": self.token, "token_file": self.token_file,
                     "cacert": self.cacert, "client_cert": self.client_cert,

@@ -38,7 +38,7 @@ allow = ["read", "list", "write", "delete", "watch"]
 
 def _prepare(root: Path) -> dict[str, Any]:
     """Create (or reuse) keys, policy, trust store, CA and admin token under *root*."""
-    from vaultkey._devca import make_dev_tls
+    from vaultkey._dev.devca import make_dev_tls
     from vaultkey._files import write_private
     from vaultkey.crypto import write_keypair
 
@@ -83,7 +83,7 @@ def dev(directory: str | None, listen: str) -> None:
     """Run etcd, a throwaway CA and the TLS proxy locally, for development."""
     import logging
 
-    from vaultkey._etcdproc import EtcdProcess, free_port
+    from vaultkey._dev.etcdproc import EtcdProcess, free_port
     from vaultkey._files import write_private
     from vaultkey.errors import UsageError
     from vaultkey.proxy.config import ProxyConfig, is_loopback, split_listen

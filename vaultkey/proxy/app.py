@@ -38,7 +38,7 @@ from vaultkey.errors import (
     VaultkeyError,
 )
 from vaultkey.proxy.config import ProxyConfig
-from vaultkey.proxy.routes import kv, sys, tokens
+from vaultkey.proxy.routes import health, kv, tokens
 from vaultkey.proxy.state import ProxyState
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
                   docs_url=None, redoc_url=None, redirect_slashes=False)
     app.state.vaultkey = state
     app.include_router(kv.router)
-    app.include_router(sys.router)
+    app.include_router(health.router)
     app.include_router(tokens.router)
 
     @app.exception_handler(VaultkeyError)

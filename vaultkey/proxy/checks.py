@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from vaultkey.envelope import Envelope
 from vaultkey.errors import MalformedEnvelope
 from vaultkey.keys import PublicKey, format_key_id
-from vaultkey.policyload import LoadedPolicies
+from vaultkey.policy.load import LoadedPolicies
 
 
 def check_envelope(

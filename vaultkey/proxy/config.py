@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vaultkey.errors import UsageError
 from vaultkey.proxy.protocol import ConnectionLimits
-from vaultkey.store import EtcdSettings
+from vaultkey.proxy.store.etcd import EtcdSettings
 
 MIN_ADMIN_TOKEN_CHARS = 32
 DEFAULT_LISTEN = "127.0.0.1:8443"

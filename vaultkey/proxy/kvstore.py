@@ -1,7 +1,7 @@
 """The proxy's asynchronous view of the store.
 
 Routes only ever ``await`` these methods. Today they run the blocking
-:class:`~vaultkey.store.EtcdStore` in a bounded thread pool; this is the seam
+:class:`~vaultkey.proxy.store.etcd.EtcdStore` in a bounded thread pool; this is the seam
 where a native asyncio etcd client or a watch-fed read cache can replace it
 without touching a route.
 """
@@ -15,7 +15,7 @@ from typing import TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from vaultkey.store import Entry, EtcdStore, KeyPage
+from vaultkey.proxy.store.etcd import Entry, EtcdStore, KeyPage
 
 T = TypeVar("T")
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vaultkey.acl import Capability, PolicySet
 from vaultkey.errors import ValueTooLarge
+from vaultkey.policy.engine import Capability, PolicySet
 from vaultkey.proxy.kvstore import AsyncKV
-from vaultkey.store import Entry
+from vaultkey.proxy.store.etcd import Entry
 
 KEY_PAGE = 1000  # keys per etcd request while enumerating
 VALUE_BATCH = 32  # values per etcd request (at most 32 x 1.5 MiB in flight)

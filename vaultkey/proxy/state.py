@@ -13,14 +13,14 @@ import threading
 
 from vaultkey.errors import VaultkeyError
 from vaultkey.keys import PublicKey
-from vaultkey.policyload import LoadedPolicies, load_policy_dir, resolve_key_entry
+from vaultkey.policy.load import LoadedPolicies, load_policy_dir, resolve_key_entry
 from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.kvstore import AsyncKV, Blocking
 from vaultkey.proxy.metrics import Metrics
 from vaultkey.proxy.protocol import Counters
+from vaultkey.proxy.store.etcd import EtcdConnection, EtcdStore
 from vaultkey.proxy.tokens import TokenRegistry
-from vaultkey.store import EtcdConnection, EtcdStore
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from vaultkey.errors import NotFound, StoreError, Unauthenticated, UsageError
-from vaultkey.store import EtcdStore
+from vaultkey.proxy.store.etcd import EtcdStore
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "vkt_"  # noqa: S105 - a public prefix, not a secret

@@ -13,17 +13,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from vaultkey.acl import Capability
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
 from vaultkey.errors import InvalidPath, NotFound, PermissionDenied, UsageError
 from vaultkey.paths import validate_key, validate_prefix
-from vaultkey.policyload import LoadedPolicies
+from vaultkey.policy.engine import Capability
+from vaultkey.policy.load import LoadedPolicies
 from vaultkey.proxy.body import read_body
 from vaultkey.proxy.checks import check_envelope
 from vaultkey.proxy.deps import GroupCtx
 from vaultkey.proxy.listing import load_values, readable_keys
+from vaultkey.proxy.store.etcd import Entry
 from vaultkey.proxy.tokens import Caller
-from vaultkey.store import Entry
 
 router = APIRouter(prefix="/v1/kv", tags=["kv"])
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-from vaultkey import config as _config
-from vaultkey._http import error_from_response
+from vaultkey.client import settings as _config
+from vaultkey.client._errors import error_from_response
 from vaultkey.errors import ProtocolError, Unavailable, UsageError
 from vaultkey.keys import PublicKey
 from vaultkey.paths import validate_key, validate_prefix
@@ -27,8 +27,8 @@ from vaultkey.paths import validate_key, validate_prefix
 if TYPE_CHECKING:
     import httpx
 
+    from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey
-    from vaultkey.trust import TrustStore
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class _Ops:
 
     def trust_store(self) -> TrustStore:
         if self._trust is None:
-            from vaultkey.trust import TrustStore
+            from vaultkey.client.trust import TrustStore
 
             src = self._trust_source
             if src is None:

@@ -29,14 +29,14 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vaultkey import config as _config
-from vaultkey._sdkcore import Item, Op, Request, Response, _Ops, advance, send_kwargs
+from vaultkey.client import settings as _config
+from vaultkey.client._core import Item, Op, Request, Response, _Ops, advance, send_kwargs
 from vaultkey.errors import Unavailable, VaultkeyError
 from vaultkey.keys import PublicKey
 
 if TYPE_CHECKING:
+    from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey
-    from vaultkey.trust import TrustStore
 
 T = TypeVar("T")
 
@@ -60,7 +60,7 @@ class _Base:
 
     @classmethod
     def from_env(cls: type[T], *, profile: str | None = None, **explicit: Any) -> T:
-        """Settings as the CLI resolves them (see :func:`vaultkey.config.resolve`)."""
+        """Settings as the CLI resolves them (see :func:`vaultkey.client.settings.resolve`)."""
         names = {"addr", "token", "token_file", "cacert", "client_cert", "client_key", "key",
                  "trust", "timeout"}
         settings = _config.resolve({k: v for k, v in explicit.items() if k in names},
@@ -150,10 +150,10 @@ class Client(_Base):
 
 class CliClient(Client):
     """The CLI's client: one process, one or two requests, so no httpx to import
-    (see :mod:`vaultkey._httplite`). Behaves exactly like :class:`Client`."""
+    (see :mod:`vaultkey.client._lite`). Behaves exactly like :class:`Client`."""
 
     def _connect(self) -> Any:
-        from vaultkey._httplite import LiteConnection, LiteTransportError, proxy_configured
+        from vaultkey.client._lite import LiteConnection, LiteTransportError, proxy_configured
 
         if proxy_configured(self.settings.addr) or self._transport is not None:
             return super()._connect()

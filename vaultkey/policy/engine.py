@@ -1,11 +1,11 @@
 """ACL policy engine: decide (group, path, capability) and explain the decision.
 
-Pure: no file or network I/O. :mod:`vaultkey.aclparse` turns policy TOML
-text into :class:`Policy`; :mod:`vaultkey.policyload` reads a policy
+Pure: no file or network I/O. :mod:`vaultkey.policy.parse` turns policy TOML
+text into :class:`Policy`; :mod:`vaultkey.policy.load` reads a policy
 directory and resolves recipient keys::
 
-    >>> from vaultkey.acl import PolicySet
-    >>> from vaultkey.aclparse import parse_policy
+    >>> from vaultkey.policy.engine import PolicySet
+    >>> from vaultkey.policy.parse import parse_policy
     >>> text = '''group = "payments"
     ... [[rules]]
     ... prefix = "/payments/"
@@ -269,7 +269,7 @@ class PolicySet:
         readable by the group, so a listing never needs to enumerate them; the
         keys inside still need :meth:`allowed` (deny rules, wildcards)::
 
-            >>> from vaultkey.aclparse import parse_policy
+            >>> from vaultkey.policy.parse import parse_policy
             >>> acl = PolicySet([parse_policy('group = "g"\\n[[rules]]\\nprefix = "/a/"\\n'
             ...     'allow = ["read"]\\n[[rules]]\\nkey = "/b/k"\\nallow = ["read"]', "g")])
             >>> acl.read_ranges("g", "/")

@@ -1,8 +1,8 @@
-r"""Parse policy TOML text into :class:`~vaultkey.acl.Policy`, with file:line errors.
+r"""Parse policy TOML text into :class:`~vaultkey.policy.engine.Policy`, with file:line errors.
 
-Pure: no file or network I/O (:mod:`vaultkey.policyload` reads the files)::
+Pure: no file or network I/O (:mod:`vaultkey.policy.load` reads the files)::
 
-    >>> from vaultkey.aclparse import parse_policy
+    >>> from vaultkey.policy.parse import parse_policy
     >>> policy = parse_policy('group = "web"\n[[rules]]\nprefix = "/web/"\nallow = ["read"]\n')
     >>> policy.group, policy.rules[0].path
     ('web', '/web/')
@@ -18,7 +18,9 @@ import re
 import tomllib
 from typing import Any, TypeGuard
 
-from vaultkey.acl import (
+from vaultkey.errors import InvalidPath, PolicyError
+from vaultkey.paths import validate_pattern
+from vaultkey.policy.engine import (
     _CAP_NAMES,
     _CAP_VALUES,
     _TOML_TYPES,
@@ -29,8 +31,6 @@ from vaultkey.acl import (
     Policy,
     Rule,
 )
-from vaultkey.errors import InvalidPath, PolicyError
-from vaultkey.paths import validate_pattern
 
 _HEADER_RE = re.compile(r"""^\s*\[{1,2}\s*[\w"'.\- ]+\s*\]{1,2}\s*(#.*)?$""")
 _RULES_HEADER_RE = re.compile(r"""^\s*\[\[\s*["']?rules["']?\s*\]\]""")

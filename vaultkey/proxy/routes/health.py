@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 
-from vaultkey.acl import Capability
 from vaultkey.errors import PermissionDenied
 from vaultkey.paths import validate_key
+from vaultkey.policy.engine import Capability
 from vaultkey.proxy.deps import AnyCtx, GroupCtx, StateDep
 
 router = APIRouter(tags=["sys"])

@@ -1,13 +1,13 @@
 """Load a policy directory: every ``*.toml`` in it, plus the recipients' public keys.
 
-The parsing and the ACL semantics live in the pure :mod:`vaultkey.acl`; this
+The parsing and the ACL semantics live in the pure :mod:`vaultkey.policy.engine`; this
 module does the file I/O. Each recipient entry of a policy is either inline
 public key text (``vkpub1_...``) or a public key file name relative to the
 policy directory::
 
     >>> import tempfile, pathlib
     >>> from vaultkey.keys import PublicKey
-    >>> from vaultkey.policyload import load_policy_dir
+    >>> from vaultkey.policy.load import load_policy_dir
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "ops.pub").write_text(PublicKey(bytes(32)).to_file_text())
     >>> _ = (d / "ops.toml").write_text(
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from vaultkey.acl import Policy, PolicySet, duplicate_group_errors
-from vaultkey.aclparse import check_policy_text
 from vaultkey.errors import KeyFileError, PolicyError
 from vaultkey.keys import PUBLIC_TAG, SECRET_TAG, PublicKey
+from vaultkey.policy.engine import Policy, PolicySet, duplicate_group_errors
+from vaultkey.policy.parse import check_policy_text
 
 INLINE_KEY_PREFIX = PUBLIC_TAG + "_"
 _KEY_TEXT_PREFIXES = (INLINE_KEY_PREFIX, SECRET_TAG + "_")
