@@ -1,4 +1,8 @@
-"""Two groups with overlapping policies, through a real TLS proxy and a real etcd."""
+"""Two groups with overlapping policies: every behaviour twice.
+
+Once in-process on the memory store (milliseconds), and once through a real
+TLS proxy and a real etcd, which shows the memory store hides no difference.
+"""
 
 from __future__ import annotations
 
@@ -53,6 +57,19 @@ CASES = [
 ]
 
 OUTSIDER = SecretKey.generate()
+
+
+@pytest.fixture(scope="module", params=["memory", "etcd"])
+def proxy(request, tmp_path_factory):
+    from tests.e2e.conftest import POLICIES
+    from tests.routes.inprocess import InProcessProxy
+
+    if request.param == "memory":
+        p = InProcessProxy.start(POLICIES, tmp_path_factory.mktemp("routes"))
+    else:
+        p = request.getfixturevalue("proxy_factory")()
+    p.tokens = {g: p.create_token(g, name=f"{g}-test") for g in ("alpha", "beta")}
+    return p
 
 
 def url(path: str) -> str:

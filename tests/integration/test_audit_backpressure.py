@@ -18,6 +18,7 @@ from vaultkey.proxy.app import create_app
 from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.state import ProxyState
+from vaultkey.proxy.store.etcd import EtcdSettings, connect
 
 POLICY = 'group = "g"\nrecipients = ["g.pub"]\n[[rules]]\nprefix = "/g/"\nallow = ["read"]\n'
 ADMIN = "kJ8vQ2xN5rT0wY7bL4mF1sD9gH6cP3aE_u-Zo2Q"
@@ -43,11 +44,11 @@ class GatedStream(io.StringIO):
 def test_stuck_audit_log_refuses_requests_and_loses_no_line(tmp_path, etcd_server):
     (tmp_path / "g.toml").write_text(POLICY)
     write_keypair(tmp_path / "g")
-    config = ProxyConfig(policies=str(tmp_path), etcd=[etcd_server.url], admin_token=ADMIN,
-                         insecure=True, root="/audit-test")
-    state = ProxyState(config)
+    config = ProxyConfig(policies=str(tmp_path), etcd=EtcdSettings(endpoints=[etcd_server.url]),
+                         admin_token=ADMIN, insecure=True, root="/audit-test")
     stream = GatedStream()
-    state.audit = AuditWriter(stream, capacity=3)
+    kv, sys_store, _conn = connect(config.etcd, config.root)
+    state = ProxyState(config, kv=kv, sys=sys_store, audit=AuditWriter(stream, capacity=3))
     app = create_app(config, state=state)
 
     async def burst(n: int) -> list[int]:

@@ -9,6 +9,7 @@ and on Ctrl-C stops everything it started and deletes the directory (unless
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -88,7 +89,7 @@ def dev(directory: str | None, listen: str) -> None:
     from vaultkey.errors import UsageError
     from vaultkey.proxy.config import ProxyConfig, is_loopback, split_listen
     from vaultkey.proxy.server import check_can_listen, serve
-    from vaultkey.proxy.state import ProxyState
+    from vaultkey.proxy.store.etcdconn import EtcdSettings
 
     host, port = split_listen(listen)
     if not is_loopback(host):
@@ -97,6 +98,9 @@ def dev(directory: str | None, listen: str) -> None:
     # Until the proxy runs, SIGTERM and SIGHUP also go through the cleanup below.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+    # Why: a shell that started us in the background may have set SIGINT to "ignore",
+    # which Python then keeps; Ctrl-C (or a test's SIGINT) must still stop and clean up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     keep = directory is not None
     root = _state_dir(directory)
     lock = _lock(root)
@@ -111,19 +115,19 @@ def dev(directory: str | None, listen: str) -> None:
             raise UsageError(exc.message, hint="etcd's ports are fixed for a kept --dir: free "
                              "the port, or start over with a new --dir") from exc
         config = ProxyConfig(
-            policies=str(root / "policies"), etcd=[etcd.url], listen=listen,
+            policies=str(root / "policies"), etcd=EtcdSettings(endpoints=[etcd.url]),
+            listen=listen,
             tls_cert=state["cert"], tls_key=state["key"],
             admin_token=_read_token(root / "admin.token"),
             audit_log=str(root / "audit.log"),
         )
         config.check()
-        proxy_state = ProxyState(config)
-        token = _dev_token(root, proxy_state)
+        token = asyncio.run(_dev_token(root, config))
         addr = f"https://{host if ':' not in host else f'[{host}]'}:{port}"
         exports = _exports(addr, root, token)
         write_private(root / "env", ("\n".join(exports) + "\n").encode())
         _announce(exports, root, etcd, keep)
-        serve(config, state=proxy_state, log_level=logging.WARNING, on_sighup="stop")
+        serve(config, log_level=logging.WARNING, on_sighup="stop")
     finally:
         if etcd is not None:
             etcd.stop()
@@ -213,19 +217,26 @@ def _lock(root: Path) -> IO[bytes]:
     return handle
 
 
-def _dev_token(root: Path, proxy_state: Any) -> str:
+async def _dev_token(root: Path, config: Any) -> str:
     """Reuse the token of a kept --dir while it is valid; otherwise make a new one."""
     from vaultkey._files import write_private
     from vaultkey.errors import VaultkeyError
+    from vaultkey.proxy.store.etcd import connect
+    from vaultkey.proxy.tokens import TokenRegistry
 
-    saved = root / "dev.token"
-    if saved.exists():
-        token = _read_token(saved)
-        try:
-            proxy_state.tokens.authenticate(token)
-            return token
-        except VaultkeyError:
-            pass
-    token, _record = proxy_state.tokens.create("dev", name="vaultkey dev")
-    write_private(saved, (token + "\n").encode())
-    return str(token)
+    _kv, sys_store, conn = connect(config.etcd, config.root)
+    try:
+        tokens = TokenRegistry(sys_store, config.admin_token)
+        saved = root / "dev.token"
+        if saved.exists():
+            token = _read_token(saved)
+            try:
+                await tokens.authenticate(token)
+                return token
+            except VaultkeyError:
+                pass
+        token, _record = await tokens.create("dev", name="vaultkey dev")
+        write_private(saved, (token + "\n").encode())
+        return str(token)
+    finally:
+        conn.close()

@@ -102,6 +102,7 @@ def serve(**opts: Any) -> None:
     """Run the ACL-enforcing TLS proxy in front of etcd."""
     from vaultkey.proxy.config import ProxyConfig
     from vaultkey.proxy.server import serve as run
+    from vaultkey.proxy.store.etcdconn import EtcdSettings
 
     admin = _secret_from(opts.pop("admin_token_file"), "VAULTKEY_ADMIN_TOKEN", "admin token")
     if not admin:
@@ -110,7 +111,9 @@ def serve(**opts: Any) -> None:
     password = _secret_from(opts.pop("etcd_password_file"), "VAULTKEY_ETCD_PASSWORD",
                             "etcd password")
     etcd = opts.pop("etcd")
-    endpoints = etcd if isinstance(etcd, list) else [e for e in etcd.split(",") if e.strip()]
+    settings = EtcdSettings(
+        endpoints=etcd if isinstance(etcd, list) else [e for e in etcd.split(",") if e.strip()],
+        ca_cert=opts.pop("etcd_cacert"), client_cert=opts.pop("etcd_cert"),
+        client_key=opts.pop("etcd_key"), user=opts.pop("etcd_user"), password=password)
     escrow = list(opts.pop("escrow_keys") or [])
-    run(ProxyConfig(etcd=endpoints, admin_token=admin, etcd_password=password,
-                    escrow_keys=escrow, **opts))
+    run(ProxyConfig(etcd=settings, admin_token=admin, escrow_keys=escrow, **opts))

@@ -6,20 +6,17 @@ Settings are passed in, never read at import time::
     app = create_app(ProxyConfig(...))     # then: uvicorn with TLS (see server.py)
 
 Errors are mapped to HTTP at this one boundary (each error class declares its
-``http_status`` and ``code``); nothing a
-client sends produces a 500.
+``http_status`` and ``code``, see middleware.py); nothing a client sends
+produces a 500, and a bug gives a JSON 500 with its details in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -27,128 +24,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vaultkey._version import __version__
-from vaultkey.errors import (
-    StoreError,
-    Unauthenticated,
-    Unavailable,
-    UsageError,
-    VaultkeyError,
-)
+from vaultkey.errors import StoreError, Unavailable, UsageError, VaultkeyError
 from vaultkey.proxy.config import ProxyConfig
-from vaultkey.proxy.routes import health, kv, tokens
+from vaultkey.proxy.middleware import AuditMiddleware, ServerSideLog, error_response
+from vaultkey.proxy.routes import health, identity, kv, recipients, tokens
 from vaultkey.proxy.state import ProxyState
 
 log = logging.getLogger(__name__)
-
-def error_response(exc: VaultkeyError) -> JSONResponse:
-    status, code = exc.http_status, exc.code  # declared on each class in vaultkey.errors
-    headers = {}
-    if isinstance(exc, Unauthenticated):
-        headers["WWW-Authenticate"] = 'Bearer realm="vaultkey"'
-    if isinstance(exc, Unavailable):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after or 1)))
-    message = exc.message
-    if isinstance(exc, StoreError):
-        # Why: etcd's error details are for operators, not for clients.
-        message = "etcd returned an error; see the proxy log"
-    body = {"error": {"code": code, "message": message, "hint": exc.hint}}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-_last_unavailable_log = [0.0]
-
-
-def _log_server_side(request: Request, exc: VaultkeyError) -> None:
-    """Operators see why clients got 5xx, with the request's context (never a token)."""
-    record = request.scope.get("vaultkey.audit", {})
-    context = f"{request.method} {record.get('path') or request.url.path} " \
-              f"token_id={record.get('token_id')}"
-    if isinstance(exc, Unavailable):
-        now = time.monotonic()
-        if now - _last_unavailable_log[0] < 5.0:  # at most one line per 5 s while etcd is down
-            return
-        _last_unavailable_log[0] = now
-        cause = exc.__cause__ or exc.message
-        log.warning("answering 503: %s (%s); %s", exc.message, cause, context)
-    else:
-        log.error("answering %d: %s; %s", exc.http_status, exc.message, context)
-
-
-class AuditMiddleware:
-    """Pure ASGI: one JSON audit line and metrics per /v1 request. Never logs a value or token."""
-
-    def __init__(self, app: ASGIApp, state: ProxyState) -> None:
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":  # the server runs without WebSocket support
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        writer = self.state.audit if scope["path"].startswith("/v1/") else None
-        if writer is not None and not writer.reserve():
-            # Why: fail safe. Requests are refused, not served unaudited.
-            self.state.metrics.audit_refused.inc()
-            await error_response(Unavailable("the audit log is not keeping up; retry shortly",
-                                             retry_after=1.0))(scope, receive, send)
-            return
-        record: dict[str, Any] = scope.setdefault("vaultkey.audit", {})
-        started = time.perf_counter()
-        status = [500]
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            if _is_upgrade(scope):
-                # Why before routing: no /v1 endpoint speaks another protocol, and an
-                # upgrade must not reach a route that might answer it as plain HTTP.
-                record.update(op="upgrade", decision="deny")
-                await error_response(UsageError(
-                    "protocol upgrades (WebSocket, h2c) are not supported"))(
-                        scope, receive, send_wrapper)
-            else:
-                await self.app(scope, receive, send_wrapper)
-        finally:
-            elapsed = time.perf_counter() - started
-            op = record.get("op", "other")
-            self.state.metrics.requests.labels(op=op, status=str(status[0])).inc()
-            self.state.metrics.latency.labels(op=op).observe(elapsed)
-            if status[0] == 503:
-                self.state.metrics.etcd_unavailable.inc()
-            if writer is not None:
-                writer.write(self._line(scope, record, status[0], elapsed))
-
-    @staticmethod
-    def _line(scope: Scope, record: dict[str, Any], status: int, elapsed: float) -> str:
-        line = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "token_id": record.get("token_id"),
-            "claimed_token_id": record.get("claimed_token_id"),
-            "group": record.get("group"),
-            "op": record.get("op", f"{scope['method']} {scope['path'][:64]}"),
-            "path": record.get("path"),
-            "decision": record.get("decision"),
-            "status": status,
-            "revision": record.get("revision"),
-            "ms": round(elapsed * 1000, 3),
-        }
-        # Why ASCII: every non-ASCII character (U+2028 and U+2029 included) is escaped, so
-        # any line-oriented reader sees exactly one record per line.
-        return json.dumps(line, ensure_ascii=True)
-
-
-def _is_upgrade(scope: Scope) -> bool:
-    return any(name == b"upgrade" for name, _value in scope["headers"])
-
 
 def _install_signals(state: ProxyState, reload_policies: bool) -> None:
     """SIGHUP reloads policies and reopens the audit log; SIGUSR1 only reopens it
@@ -173,7 +57,8 @@ def _install_signals(state: ProxyState, reload_policies: bool) -> None:
 
 def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
                reload_on_sighup: bool = True) -> FastAPI:
-    state = state or ProxyState(config)
+    state = state or ProxyState.from_config(config)
+    log_server_side = ServerSideLog()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -192,11 +77,13 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
     app.include_router(kv.router)
     app.include_router(health.router)
     app.include_router(tokens.router)
+    app.include_router(recipients.router)
+    app.include_router(identity.router)
 
     @app.exception_handler(VaultkeyError)
     async def _vaultkey_error(request: Request, exc: VaultkeyError) -> JSONResponse:
         if isinstance(exc, StoreError | Unavailable):
-            _log_server_side(request, exc)
+            log_server_side(request, exc)
         return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)

@@ -15,12 +15,14 @@ the app's shutdown calls it, so a SIGTERM loses no lines::
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
 import threading
 import time
-from typing import IO
+from dataclasses import dataclass
+from typing import IO, Literal
 
 from vaultkey.errors import UsageError
 
@@ -28,6 +30,37 @@ log = logging.getLogger(__name__)
 MAX_PENDING_LINES = 10_000
 _STOP = object()
 _REOPEN = object()
+
+
+# Where the middleware leaves the request's record in the ASGI scope.
+SCOPE_KEY = "vaultkey.audit"
+
+
+@dataclass
+class AuditRecord:
+    """What one ``/v1`` request did: filled in as the request goes, written once at its end.
+
+    Never holds a token or a value: the token's public id only.
+    """
+
+    claimed_token_id: str | None = None  # from the presented token; not yet verified
+    token_id: str | None = None  # set once the token is verified
+    group: str | None = None
+    op: str | None = None
+    path: str | None = None
+    decision: Literal["allow", "deny"] | None = None
+    revision: int | None = None
+
+    def line(self, method: str, raw_path: str, status: int, seconds: float) -> str:
+        """The JSON line. ASCII only: every non-ASCII character (U+2028 and U+2029
+        included) is escaped, so any line-oriented reader sees one record per line."""
+        return json.dumps({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "token_id": self.token_id, "claimed_token_id": self.claimed_token_id,
+            "group": self.group, "op": self.op or f"{method} {raw_path[:64]}",
+            "path": self.path, "decision": self.decision, "status": status,
+            "revision": self.revision, "ms": round(seconds * 1000, 3),
+        }, ensure_ascii=True)
 
 
 def _open_append(path: str) -> IO[str]:
@@ -66,10 +99,6 @@ class AuditWriter:
     def reserve(self) -> bool:
         """Take a slot for one line; False when the writer is too far behind or closed."""
         return not self._closed and self._slots.acquire(blocking=False)
-
-    def release(self) -> None:
-        """Give back a slot whose line will not be written (e.g. a request that never ran)."""
-        self._slots.release()
 
     def write(self, line: str) -> None:
         """Queue a line for a slot taken with :meth:`reserve` (never blocks, never drops)."""

@@ -7,40 +7,31 @@ the path, and no stanza for a key outside those groups (escrow keys excepted).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from vaultkey.envelope import Envelope
 from vaultkey.errors import MalformedEnvelope
-from vaultkey.keys import PublicKey, format_key_id
-from vaultkey.policy.load import LoadedPolicies
+from vaultkey.keys import format_key_id
+from vaultkey.proxy.authz import Recipients
 
 
-def check_envelope(
-    body: bytes, path: str, policies: LoadedPolicies, escrow: Sequence[PublicKey]
-) -> Envelope:
+def check_envelope(body: bytes, recipients: Recipients) -> Envelope:
+    """Parse *body* and check it against the recipients of its path (from authz)."""
     env = Envelope.parse(body)
     if env.signature is not None:
         # Why: nothing verifies writer signatures yet; storing one would suggest it had been.
         raise MalformedEnvelope("signed envelopes are not supported yet by this proxy")
-    if env.path != path:
+    if env.path != recipients.path:
         raise MalformedEnvelope(
-            f"envelope is bound to {env.path!r}, not to the request path {path!r}"
+            f"envelope is bound to {env.path!r}, not to the request path {recipients.path!r}"
         )
     present = set(env.recipient_kids)
-    allowed = {k.kid for k in escrow}
-    missing = []
-    for group in policies.policy_set.readers(path):
-        keys = policies.recipients_for(group)
-        allowed.update(k.kid for k in keys)
-        lacking = [k.key_id for k in keys if k.kid not in present]
-        if lacking:
-            missing.append(f"{group} ({', '.join(lacking)})")
+    missing = [f"{group} ({', '.join(lacking)})" for group, keys in recipients.groups
+               if (lacking := [k.key_id for k in keys if k.kid not in present])]
     if missing:
         raise MalformedEnvelope(
             "envelope is not encrypted for every group that may read this path; missing: "
             + "; ".join(missing)
         )
-    foreign = sorted(format_key_id(kid) for kid in present - allowed)
+    foreign = sorted(format_key_id(kid) for kid in present - recipients.allowed_kids)
     if foreign:
         raise MalformedEnvelope(
             "envelope has stanzas for keys of no reader group: " + ", ".join(foreign)

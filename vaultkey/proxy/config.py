@@ -5,7 +5,8 @@ environment variable, or the ``[serve]`` table of a TOML config file
 (``--config``); that precedence is applied by the CLI. This module validates
 the combined result::
 
-    cfg = ProxyConfig(policies="policies", etcd=["http://127.0.0.1:2379"],
+    cfg = ProxyConfig(policies="policies",
+                      etcd=EtcdSettings(endpoints=["https://etcd1:2379"], ca_cert="ca.pem"),
                       listen="127.0.0.1:8443", tls_cert="s.pem", tls_key="s.key",
                       admin_token="...32+ characters...")
     cfg.check()
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from vaultkey.errors import UsageError
 from vaultkey.proxy.protocol import ConnectionLimits
-from vaultkey.proxy.store.etcd import EtcdSettings
+from vaultkey.proxy.store.etcdconn import EtcdSettings
 
 MIN_ADMIN_TOKEN_CHARS = 32
 DEFAULT_LISTEN = "127.0.0.1:8443"
@@ -85,7 +86,7 @@ def _repeats_a_short_pattern(token: str) -> bool:
 @dataclass
 class ProxyConfig:
     policies: str
-    etcd: list[str]
+    etcd: EtcdSettings
     admin_token: str = field(repr=False)
     listen: str = DEFAULT_LISTEN
     tls_cert: str | None = None
@@ -95,12 +96,6 @@ class ProxyConfig:
     root: str = "/vaultkey"
     audit_log: str | None = None
     escrow_keys: list[str] = field(default_factory=list)
-    etcd_cacert: str | None = None
-    etcd_cert: str | None = None
-    etcd_key: str | None = None
-    etcd_user: str | None = None
-    etcd_password: str | None = field(default=None, repr=False)
-    etcd_timeout: float = 5.0
     max_connections: int = ConnectionLimits.max_connections
     max_header_bytes: int = ConnectionLimits.max_header_bytes
     header_timeout: float = ConnectionLimits.head_timeout
@@ -126,10 +121,12 @@ class ProxyConfig:
                 raise UsageError(f"--insecure is only allowed on a loopback address, not {host}")
         if self.client_ca and not self.tls_cert:
             raise UsageError("--client-ca needs --tls-cert/--tls-key")
-        for name in ("tls_cert", "tls_key", "client_ca", "etcd_cacert", "etcd_cert", "etcd_key"):
-            value = getattr(self, name)
+        files = {"tls-cert": self.tls_cert, "tls-key": self.tls_key,
+                 "client-ca": self.client_ca, "etcd-cacert": self.etcd.ca_cert,
+                 "etcd-cert": self.etcd.client_cert, "etcd-key": self.etcd.client_key}
+        for flag, value in files.items():
             if value and not Path(value).is_file():
-                raise UsageError(f"--{name.replace('_', '-')} {value}: no such file")
+                raise UsageError(f"--{flag} {value}: no such file")
         if not Path(self.policies).is_dir():
             raise UsageError(f"--policies {self.policies}: not a directory")
         check_root(self.root)
@@ -149,10 +146,3 @@ class ProxyConfig:
             max_header_bytes=self.max_header_bytes, head_timeout=self.header_timeout,
             idle_timeout=self.idle_timeout, body_timeout=self.body_timeout,
             handshake_timeout=self.handshake_timeout, max_connections=self.max_connections)
-
-    def etcd_settings(self) -> EtcdSettings:
-        return EtcdSettings(
-            endpoints=list(self.etcd), ca_cert=self.etcd_cacert, client_cert=self.etcd_cert,
-            client_key=self.etcd_key, user=self.etcd_user, password=self.etcd_password,
-            timeout=self.etcd_timeout,
-        )

@@ -9,28 +9,37 @@ costs per node on every request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from functools import cached_property
+from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Request
 from starlette.convertors import Convertor, register_url_convertor
 
 from vaultkey.errors import InvalidPath, PermissionDenied
+from vaultkey.proxy.audit import SCOPE_KEY, AuditRecord
+from vaultkey.proxy.authz import Authz
 from vaultkey.proxy.state import ProxyState
 from vaultkey.proxy.tokens import Caller, parse_token_id
 
 
 @dataclass(frozen=True)
 class Ctx:
-    """Everything a route needs: the proxy state, who is calling, the audit record."""
+    """Everything a route needs: the proxy state, who is calling, the audit record, and
+    the authorisation questions for that caller (``ctx.authz.require(...)``)."""
 
     state: ProxyState
     caller: Caller
-    audit: dict[str, Any]
+    audit: AuditRecord
 
     @property
     def group(self) -> str:
         return self.caller.group or ""
+
+    @cached_property
+    def authz(self) -> Authz:
+        # The policy snapshot is read once here: a reload never changes a request midway.
+        return Authz(self.state.policies, self.state.escrow, self.group, self.audit)
 
 
 def _presented_token(request: Request) -> str | None:
@@ -45,20 +54,18 @@ async def _context(request: Request) -> Ctx:
     """Check the raw path, authenticate the token and start the audit record."""
     raw_path_guard(request)
     state: ProxyState = request.app.state.vaultkey
-    record: dict[str, Any] = request.scope.setdefault("vaultkey.audit", {})
+    record = request.scope.get(SCOPE_KEY)
+    if record is None:  # outside the audit middleware (e.g. a non-/v1 route)
+        record = request.scope[SCOPE_KEY] = AuditRecord()
     token = _presented_token(request)
     # The token id is public: recording the *claimed* id even when authentication fails
     # lets operators find who still uses a revoked or expired token. It is only a claim:
     # token_id is set once the token is verified.
-    record["claimed_token_id"] = parse_token_id(token) if token else None
-    # A cached token is checked on the event loop; only a cache miss reads etcd (in the pool).
-    caller = state.tokens.authenticate(token, cached_only=True)
-    if caller is None:
-        caller = await state.blocking.run(state.tokens.authenticate, token)
-    assert caller is not None
-    record["token_id"] = caller.token_id
-    record["group"] = caller.group
-    record.pop("claimed_token_id", None)
+    record.claimed_token_id = parse_token_id(token) if token else None
+    # A cached token is checked on the event loop without I/O; only a miss reads etcd.
+    caller = state.tokens.check_cached(token) or await state.tokens.authenticate(token)
+    record.token_id, record.group, record.claimed_token_id = (
+        caller.token_id, caller.group, None)
     return Ctx(state, caller, record)
 
 

@@ -14,8 +14,8 @@ so the error reveals nothing about other data. Memory per request is bounded
 by one key page, the readable key names, and ``MAX_ANSWER_BYTES`` plus one
 batch of values (see docs/OPERATIONS.md)::
 
-    keys, rev = await readable_keys(kv, acl, "alpha", "/app/")
-    entries = await load_values(kv, runs, rev)
+    listing = await readable_keys(kv, ctx.authz, "/app/")
+    entries = await load_values(kv, listing, "/app/")
 """
 
 from __future__ import annotations
@@ -23,22 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vaultkey.errors import ValueTooLarge
-from vaultkey.policy.engine import Capability, PolicySet
-from vaultkey.proxy.kvstore import AsyncKV
-from vaultkey.proxy.store.etcd import Entry
+from vaultkey.proxy.authz import Authz
+from vaultkey.proxy.store.base import Entry, KVStore
 
 KEY_PAGE = 1000  # keys per etcd request while enumerating
 VALUE_BATCH = 32  # values per etcd request (at most 32 x 1.5 MiB in flight)
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # readable envelopes in one recursive answer
 MAX_ANSWER_KEYS = 100_000  # readable keys in one listing
-
-
-def may_list_key(acl: PolicySet, group: str, path: str) -> bool:
-    """A listed key is shown only if the caller may read it *and* list its parent
-    prefix, so a ``deny list`` on a sub-prefix cannot be bypassed from above."""
-    parent = path.rsplit("/", 1)[0] + "/"
-    return acl.allowed(group, path, Capability.READ) and acl.allowed(
-        group, parent, Capability.LIST, is_prefix=True)
 
 
 @dataclass
@@ -50,11 +41,11 @@ class Listing:
     runs: list[list[str]] = field(default_factory=list)
 
 
-async def readable_keys(kv: AsyncKV, acl: PolicySet, group: str, prefix: str) -> Listing:
-    """Enumerate (keys only) what *group* may read and list under *prefix*."""
+async def readable_keys(kv: KVStore, authz: Authz, prefix: str) -> Listing:
+    """Enumerate (keys only) what the caller may read and list under *prefix*."""
     out = Listing()
     revision: int | None = None
-    for target, exact in acl.read_ranges(group, prefix):
+    for target, exact in authz.read_ranges(prefix):
         after: bytes | None = None
         while True:
             page = await kv.list_keys(target, exact=exact, revision=revision, after=after,
@@ -62,7 +53,7 @@ async def readable_keys(kv: AsyncKV, acl: PolicySet, group: str, prefix: str) ->
             revision = page.revision
             run: list[str] = []
             for path in page.paths:
-                if path is not None and may_list_key(acl, group, path):
+                if path is not None and authz.may_list_key(path):
                     run.append(path)
                     continue
                 _close(out, run)  # an unreadable or foreign key ends the run
@@ -84,7 +75,7 @@ def _close(out: Listing, run: list[str]) -> None:
         out.runs.append(run)
 
 
-async def load_values(kv: AsyncKV, listing: Listing, prefix: str) -> list[Entry]:
+async def load_values(kv: KVStore, listing: Listing, prefix: str) -> list[Entry]:
     """The envelopes of the listed keys, at the listing's revision."""
     entries: list[Entry] = []
     total = 0

@@ -7,7 +7,7 @@ import functools
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from vaultkey.proxy.protocol import Counters
-from vaultkey.proxy.store.etcd import StoreCounters
+from vaultkey.proxy.store.base import StoreCounters
 
 
 def _read(counters: object, attr: str) -> float:

@@ -17,7 +17,6 @@ from typing import Any
 import uvicorn
 
 from vaultkey.errors import UsageError
-from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig, split_listen
 from vaultkey.proxy.protocol import guarded_protocol
 from vaultkey.proxy.state import ProxyState
@@ -101,15 +100,12 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
     host, port = split_listen(config.listen)
     check_can_listen(host, port)
     check_tls_files(config)
-    state = state or ProxyState(config)
-    if config.audit_log:
-        writer = state.audit = AuditWriter.open(config.audit_log)
-        state.metrics.audit_write_failures.set_function(lambda: writer.failures)
+    state = state or ProxyState.from_config(config)
     app = create_app(config, state=state, reload_on_sighup=on_sighup == "reload")
     log = logging.getLogger("vaultkey.proxy")
     scheme = "https" if config.tls_cert else "http"
     log.info("vaultkey proxy listening on %s://%s:%d, etcd %s%s", scheme, host, port,
-             ",".join(config.etcd), "" if config.tls_cert else " (INSECURE: plain HTTP)")
+             ",".join(config.etcd.endpoints), "" if config.tls_cert else " (INSECURE: plain HTTP)")
     limits = config.connection_limits()
     uv_config = uvicorn.Config(
         app, host=host, port=port, log_config=None, access_log=False, server_header=False,

@@ -1,25 +1,31 @@
-"""Everything one proxy process holds: etcd stores, tokens, the live policy set.
+"""Everything one proxy process holds: its stores, tokens, the live policy set.
 
-The policy set is replaced atomically on reload (SIGHUP): a request reads
-``state.policies`` once and uses that snapshot, so in-flight requests are
-never dropped or see a half-loaded set, and a broken set is refused while
-the old one keeps serving.
+``ProxyState`` is handed its stores (the :class:`KVStore` protocol); it never
+builds etcd itself. :meth:`ProxyState.from_config` is the one place that does,
+from :class:`ProxyConfig`'s ``EtcdSettings``. The policy set is replaced
+atomically on reload (SIGHUP): a request reads ``state.policies`` once and uses
+that snapshot, so in-flight requests are never dropped or see a half-loaded
+set, and a broken set is refused while the old one keeps serving::
+
+    state = ProxyState(config, kv=MemoryKV(), sys=MemoryKV())   # route tests
+    state = ProxyState.from_config(config)                       # vaultkey serve
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 from vaultkey.errors import VaultkeyError
 from vaultkey.keys import PublicKey
 from vaultkey.policy.load import LoadedPolicies, load_policy_dir, resolve_key_entry
 from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig
-from vaultkey.proxy.kvstore import AsyncKV, Blocking
 from vaultkey.proxy.metrics import Metrics
 from vaultkey.proxy.protocol import Counters
-from vaultkey.proxy.store.etcd import EtcdConnection, EtcdStore
+from vaultkey.proxy.store.base import KVStore
 from vaultkey.proxy.tokens import TokenRegistry
 
 log = logging.getLogger(__name__)
@@ -30,24 +36,35 @@ def load_escrow_keys(entries: list[str]) -> tuple[PublicKey, ...]:
 
 
 class ProxyState:
-    def __init__(self, config: ProxyConfig) -> None:
+    def __init__(self, config: ProxyConfig, *, kv: KVStore, sys: KVStore,
+                 audit: AuditWriter | None = None, on_close: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.policies: LoadedPolicies = load_policy_dir(config.policies)
         self.escrow = load_escrow_keys(config.escrow_keys)
-        self.conn = EtcdConnection(config.etcd_settings())
-        self.blocking = Blocking()
-        self.kv = AsyncKV(EtcdStore(self.conn, config.root + "/kv"), self.blocking)
-        self.sys = EtcdStore(self.conn, config.root + "/sys")
-        self.tokens = TokenRegistry(self.sys, config.admin_token.strip())
+        self.kv = kv
+        self.sys = sys
+        self.tokens = TokenRegistry(sys, config.admin_token.strip(), clock=clock)
+        self.audit = audit
+        self._on_close = on_close
         self.metrics = Metrics()
         self.connection_counters = Counters()
         self.metrics.watch_connections(self.connection_counters)
-        self.metrics.watch_store(self.kv.store.counters)
+        self.metrics.watch_store(kv.counters)
         self.metrics.watch_tokens(self.tokens)
+        if audit is not None:
+            self.metrics.audit_write_failures.set_function(lambda: audit.failures)
         self._reload_lock = threading.Lock()
-        # Set by the server when an audit log is configured.
-        self.audit: AuditWriter | None = None
         self.metrics.policy_groups.set(len(self.policies.policy_set.groups))
+
+    @classmethod
+    def from_config(cls, config: ProxyConfig) -> ProxyState:
+        """The production state: etcd stores under ``config.root``, the audit log file."""
+        from vaultkey.proxy.store.etcd import connect
+
+        kv, sys, conn = connect(config.etcd, config.root)
+        audit = AuditWriter.open(config.audit_log) if config.audit_log else None
+        return cls(config, kv=kv, sys=sys, audit=audit, on_close=conn.close)
 
     def reload_policies(self) -> bool:
         """Load the policy directory again; keep the old set if the new one is broken."""
@@ -68,4 +85,5 @@ class ProxyState:
     def close(self) -> None:
         if self.audit is not None:
             self.audit.close()
-        self.conn.close()
+        if self._on_close is not None:
+            self._on_close()

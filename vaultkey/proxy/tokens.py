@@ -14,18 +14,20 @@ replica sees the same tokens::
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import re
 import secrets
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from vaultkey.errors import NotFound, StoreError, Unauthenticated, UsageError
-from vaultkey.proxy.store.etcd import EtcdStore
+from vaultkey.proxy.store.base import KVStore
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "vkt_"  # noqa: S105 - a public prefix, not a secret
@@ -106,7 +108,7 @@ class TokenRecord:
 class Caller:
     """Who made a request: an admin, or a token of one group."""
 
-    kind: str  # "admin" | "group"
+    kind: Literal["admin", "group"]
     token_id: str
     group: str | None = None
     name: str = ""
@@ -114,37 +116,42 @@ class Caller:
 
 
 class TokenRegistry:
-    """Group tokens kept in etcd (as hashes), plus the configured admin token."""
+    """Group tokens kept in the store (as hashes), plus the configured admin token.
 
-    def __init__(self, store: EtcdStore, admin_token: str) -> None:
+    Runs on the event loop: :meth:`check_cached` answers without I/O when it can
+    (the admin token, a cached record, an id that is certainly unknown), and
+    :meth:`authenticate` reads the store otherwise. The clock is injectable so
+    expiry can be tested without sleeping.
+    """
+
+    def __init__(self, store: KVStore, admin_token: str, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._admin_hash = hash_token(admin_token)
         self._admin_id = "admin-" + self._admin_hash[:8]
-        self._cache: dict[str, tuple[float, TokenRecord | None]] = {}
+        self._clock = clock
+        self._cache: dict[str, tuple[float, TokenRecord]] = {}
         # Ids revoked through this replica: a lookup that raced the revocation must not
         # put the record back into the cache (revocation is immediate here).
         self._revoked: dict[str, float] = {}
-        self._lock = threading.Lock()  # revoke vs. caching a lookup: one at a time
         self._known_ids: frozenset[str] = frozenset()
         self._known_at = float("-inf")
-        self._known_lock = threading.Lock()  # one refresh at a time
-        self.etcd_lookups = 0  # token reads from etcd (a metric)
+        self._refreshing: asyncio.Lock | None = None
+        self.etcd_lookups = 0  # token reads from the store (a metric)
 
-    def create(
-        self, group: str, *, name: str = "", ttl: int | None = None
-    ) -> tuple[str, TokenRecord]:
+    async def create(self, group: str, *, name: str = "",
+                     ttl: int | None = None) -> tuple[str, TokenRecord]:
         token, token_id = new_token()
-        now = time.time()
+        now = self._clock()
         record = TokenRecord(token_id, group, name, now, now + ttl if ttl else None,
                              hash_token(token))
-        self._store.put(f"/tokens/{token_id}", json.dumps(asdict(record)).encode(),
-                        create_only=True)
-        with self._known_lock:
-            self._known_ids = self._known_ids | {token_id}
+        await self._store.put(f"/tokens/{token_id}", json.dumps(asdict(record)).encode(),
+                              create_only=True)
+        self._known_ids = self._known_ids | {token_id}
         return token, record
 
-    def list(self) -> list[TokenRecord]:
-        entries, _ = self._store.range("/tokens/")
+    async def list(self) -> list[TokenRecord]:
+        entries, _ = await self._store.range("/tokens/")
         records = []
         for entry in entries:
             try:
@@ -153,69 +160,18 @@ class TokenRegistry:
                 log.error("skipping unreadable token record %s", entry.path)
         return records
 
-    def revoke(self, token_id: str) -> None:
-        if not re.fullmatch(r"[0-9a-f]{16}", token_id) or not self._store.delete(
-            f"/tokens/{token_id}"
-        ):
+    async def revoke(self, token_id: str) -> None:
+        if not re.fullmatch(r"[0-9a-f]{16}", token_id) or not await self._store.delete(
+                f"/tokens/{token_id}"):
             raise NotFound(f"no token with id {token_id!r}")
         now = time.monotonic()
-        with self._lock:
-            self._revoked = {k: t for k, t in self._revoked.items() if now - t < 60}
-            self._revoked[token_id] = now
-            self._cache.pop(token_id, None)
+        self._revoked = {k: t for k, t in self._revoked.items() if now - t < 60}
+        self._revoked[token_id] = now
+        self._cache.pop(token_id, None)
 
-    def _cached(self, token_id: str) -> TokenRecord | None:
-        hit = self._cache.get(token_id)
-        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        return None
-
-    def _unknown(self, token_id: str, *, refresh: bool) -> bool | None:
-        """Whether *token_id* is certainly not a token: True/False, or None if that
-        needs a refresh of the known ids and *refresh* is off."""
-        if time.monotonic() - self._known_at >= KNOWN_IDS_SECONDS:
-            if not refresh:
-                return None
-            with self._known_lock:
-                if time.monotonic() - self._known_at >= KNOWN_IDS_SECONDS:
-                    self._refresh_known_ids()
-        return token_id not in self._known_ids
-
-    def _refresh_known_ids(self) -> None:
-        started = time.monotonic()
-        ids: set[str] = set()
-        after: bytes | None = None
-        revision: int | None = None
-        while True:
-            page = self._store.list_keys("/tokens/", revision=revision, after=after)
-            revision = page.revision
-            ids.update(p.rsplit("/", 1)[1] for p in page.paths if p is not None)
-            if page.after is None:
-                break
-            after = page.after
-        self.etcd_lookups += 1
-        self._known_ids, self._known_at = frozenset(ids), started
-
-    def _record(self, token_id: str) -> TokenRecord | None:
-        now = time.monotonic()
-        self.etcd_lookups += 1
-        entry = self._store.get(f"/tokens/{token_id}")
-        record = TokenRecord.from_json(entry.value) if entry else None
-        with self._lock:
-            if token_id in self._revoked:
-                return None
-            if record is not None:
-                self._cache[token_id] = (now, record)
-            else:
-                self._cache.pop(token_id, None)
-        return record
-
-    def authenticate(self, token: str | None, *, cached_only: bool = False) -> Caller | None:
-        """Map a presented token to a Caller or raise Unauthenticated.
-
-        Reads etcd on a cache miss (blocking); with ``cached_only`` it returns
-        None instead, so the caller can do that read off the event loop.
-        """
+    def check_cached(self, token: str | None) -> Caller | None:
+        """The caller, if it can be known without I/O; None if the store must be read.
+        Raises Unauthenticated for a missing, made-up, revoked or expired token."""
         if not token:
             raise Unauthenticated("missing token", hint="send 'Authorization: Bearer <token>'")
         presented = hash_token(token)
@@ -223,16 +179,66 @@ class TokenRegistry:
         if hmac.compare_digest(presented, self._admin_hash):
             return Caller("admin", self._admin_id)
         token_id = parse_token_id(token)
-        record = self._cached(token_id) if token_id else None
-        if token_id and record is None:
-            unknown = self._unknown(token_id, refresh=not cached_only)
-            if unknown is None or (cached_only and not unknown):
-                return None  # needs etcd: the caller calls again off the event loop
-            if not unknown:
-                record = self._record(token_id)
+        hit = self._cache.get(token_id) if token_id else None
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return self._verify(presented, hit[1])
+        if token_id is None or (self._known_fresh() and token_id not in self._known_ids):
+            return self._verify(presented, None)
+        return None
+
+    async def authenticate(self, token: str | None) -> Caller:
+        """Map a presented token to a Caller or raise Unauthenticated."""
+        caller = self.check_cached(token)
+        if caller is not None:
+            return caller
+        assert token is not None
+        token_id = parse_token_id(token)
+        assert token_id is not None
+        if not self._known_fresh():
+            await self._refresh_known_ids()
+        record = await self._record(token_id) if token_id in self._known_ids else None
+        return self._verify(hash_token(token), record)
+
+    def _verify(self, presented: str, record: TokenRecord | None) -> Caller:
         stored = record.hash if record else _DUMMY_HASH
         if not hmac.compare_digest(presented, stored) or record is None:
             raise Unauthenticated("invalid or revoked token")
-        if record.expired(time.time()):
+        if record.expired(self._clock()):
             raise Unauthenticated("token expired", hint="ask an admin for a new token")
         return Caller("group", record.id, record.group, record.name, record.expires)
+
+    def _known_fresh(self) -> bool:
+        return time.monotonic() - self._known_at < KNOWN_IDS_SECONDS
+
+    async def _refresh_known_ids(self) -> None:
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:  # one refresh at a time; the others use its result
+            if self._known_fresh():
+                return
+            started = time.monotonic()
+            ids: set[str] = set()
+            after: bytes | None = None
+            revision: int | None = None
+            while True:
+                page = await self._store.list_keys("/tokens/", revision=revision, after=after)
+                revision = page.revision
+                ids.update(p.rsplit("/", 1)[1] for p in page.paths if p is not None)
+                if page.after is None:
+                    break
+                after = page.after
+            self.etcd_lookups += 1
+            self._known_ids, self._known_at = frozenset(ids), started
+
+    async def _record(self, token_id: str) -> TokenRecord | None:
+        now = time.monotonic()
+        self.etcd_lookups += 1
+        entry = await self._store.get(f"/tokens/{token_id}")
+        record = TokenRecord.from_json(entry.value) if entry else None
+        if token_id in self._revoked:  # revoked while this read was in flight
+            return None
+        if record is not None:
+            self._cache[token_id] = (now, record)
+        else:
+            self._cache.pop(token_id, None)
+        return record

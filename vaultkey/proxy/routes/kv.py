@@ -1,7 +1,8 @@
-"""``/v1/kv/{path}``: read, list, write and delete envelopes under the ACL.
+"""``/v1/kv/{path}``: read, list, load, write and delete envelopes under the ACL.
 
 A denial is decided before etcd is read, so the answer is the same whether or
-not the key exists; 404 is only ever given to callers allowed to read.
+not the key exists; 404 is only ever given to callers allowed to read. GET has
+three modes (one key, ``?list=true``, ``?recursive=true``), one handler each.
 """
 
 from __future__ import annotations
@@ -14,40 +15,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
-from vaultkey.errors import InvalidPath, NotFound, PermissionDenied, UsageError
+from vaultkey.errors import InvalidPath, NotFound, UsageError
 from vaultkey.paths import validate_key, validate_prefix
 from vaultkey.policy.engine import Capability
-from vaultkey.policy.load import LoadedPolicies
 from vaultkey.proxy.body import read_body
 from vaultkey.proxy.checks import check_envelope
-from vaultkey.proxy.deps import GroupCtx
+from vaultkey.proxy.deps import Ctx, GroupCtx
 from vaultkey.proxy.listing import load_values, readable_keys
-from vaultkey.proxy.store.etcd import Entry
-from vaultkey.proxy.tokens import Caller
+from vaultkey.proxy.store.base import Entry
 
 router = APIRouter(prefix="/v1/kv", tags=["kv"])
-
-
-def _require(policies: LoadedPolicies, caller: Caller, path: str, cap: Capability,
-             audit: dict[str, Any], *, is_prefix: bool = False) -> None:
-    assert caller.group is not None
-    allowed = policies.policy_set.allowed(caller.group, path, cap, is_prefix=is_prefix)
-    audit["decision"] = "allow" if allowed else "deny"
-    if not allowed:
-        raise PermissionDenied(f"group {caller.group!r} may not {cap} {path}")
-
-
-def _may_read(policies: LoadedPolicies, caller: Caller, path: str) -> bool:
-    return policies.policy_set.allowed(caller.group or "", path, Capability.READ)
-
-
-def _require_conditional(policies: LoadedPolicies, caller: Caller, path: str) -> None:
-    """Conditional writes answer 409 or not depending on the key's state, so they
-    would tell a caller without ``read`` whether the key exists."""
-    if not _may_read(policies, caller, path):
-        raise PermissionDenied(
-            f"conditional requests (If-Match / If-None-Match) on {path} need 'read'"
-        )
 
 
 def _entry_json(entry: Entry) -> Any:
@@ -96,65 +73,80 @@ def _flag(request: Request, name: str) -> bool:
 @router.get("/{path:anypath}", summary="Read one envelope, or list / load a prefix",
             openapi_extra=_QUERY_DOC)
 async def kv_get(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
-    policies, audit, caller = ctx.state.policies, ctx.audit, ctx.caller
-    recursive = _flag(request, "recursive")
-    if _flag(request, "list") or recursive:
-        prefix = validate_prefix("/" + path)
-        audit.update(op="kv.load" if recursive else "kv.list", path=prefix)
-        _require(policies, caller, prefix, Capability.LIST, audit, is_prefix=True)
-        acl = policies.policy_set
-        listing = await readable_keys(ctx.state.kv, acl, ctx.group, prefix)
-        audit["revision"] = listing.revision
-        if recursive:
-            entries = await load_values(ctx.state.kv, listing, prefix)
-            return JSONResponse({"prefix": prefix, "revision": listing.revision,
-                                 "entries": [_entry_json(e) for e in entries]})
-        return JSONResponse({"prefix": prefix, "revision": listing.revision,
-                             "keys": listing.keys})
+    if _flag(request, "recursive"):
+        return await _load_prefix(path, ctx)
+    if _flag(request, "list"):
+        return await _list_prefix(path, ctx)
+    return await _read_key(path, ctx)
+
+
+async def _read_key(path: str, ctx: Ctx) -> JSONResponse:
     if path.endswith("/") or path == "":
         raise InvalidPath(f"/{path} names a prefix; add ?list=true or ?recursive=true")
     key = validate_key("/" + path)
-    audit.update(op="kv.read", path=key)
-    _require(policies, caller, key, Capability.READ, audit)
+    ctx.audit.op, ctx.audit.path = "kv.read", key
+    ctx.authz.require(Capability.READ, key)
     entry = await ctx.state.kv.get(key)
     if entry is None:
         raise NotFound(f"{key} not found")
-    audit["revision"] = entry.mod_revision
+    ctx.audit.revision = entry.mod_revision
     return JSONResponse(_entry_json(entry))
+
+
+async def _list_prefix(path: str, ctx: Ctx) -> JSONResponse:
+    prefix = validate_prefix("/" + path)
+    ctx.audit.op, ctx.audit.path = "kv.list", prefix
+    ctx.authz.require(Capability.LIST, prefix, is_prefix=True)
+    listing = await readable_keys(ctx.state.kv, ctx.authz, prefix)
+    ctx.audit.revision = listing.revision
+    return JSONResponse({"prefix": prefix, "revision": listing.revision, "keys": listing.keys})
+
+
+async def _load_prefix(path: str, ctx: Ctx) -> JSONResponse:
+    prefix = validate_prefix("/" + path)
+    ctx.audit.op, ctx.audit.path = "kv.load", prefix
+    ctx.authz.require(Capability.LIST, prefix, is_prefix=True)
+    listing = await readable_keys(ctx.state.kv, ctx.authz, prefix)
+    ctx.audit.revision = listing.revision
+    entries = await load_values(ctx.state.kv, listing, prefix)
+    return JSONResponse({"prefix": prefix, "revision": listing.revision,
+                         "entries": [_entry_json(e) for e in entries]})
+
+
+def _write_prologue(path: str, request: Request, ctx: Ctx, op: str,
+                    cap: Capability) -> tuple[str, int | None]:
+    """Validate the key, record it, require *cap*, and parse If-Match (which needs read)."""
+    key = validate_key("/" + path)
+    ctx.audit.op, ctx.audit.path = op, key
+    ctx.authz.require(cap, key)
+    if_match = _revision_header(request.headers.get("if-match"), "If-Match")
+    if if_match is not None:
+        ctx.authz.require_conditional(key)
+    return key, if_match
 
 
 @router.put("/{path:anypath}", summary="Store an envelope (body: raw envelope bytes)")
 async def kv_put(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
-    key = validate_key("/" + path)
-    policies, audit, caller = ctx.state.policies, ctx.audit, ctx.caller
-    audit.update(op="kv.write", path=key)
-    _require(policies, caller, key, Capability.WRITE, audit)
-    if_match = _revision_header(request.headers.get("if-match"), "If-Match")
+    key, if_match = _write_prologue(path, request, ctx, "kv.write", Capability.WRITE)
     none_match = request.headers.get("if-none-match")
-    if none_match is not None and none_match.strip() != "*":
-        raise UsageError("only 'If-None-Match: *' (create-only) is supported")
-    if if_match is not None or none_match is not None:
-        _require_conditional(policies, caller, key)
+    if none_match is not None:
+        if none_match.strip() != "*":
+            raise UsageError("only 'If-None-Match: *' (create-only) is supported")
+        ctx.authz.require_conditional(key)
     body = await read_body(request, limit=MAX_ENVELOPE_BYTES,
                            timeout=ctx.state.config.body_timeout, what="envelope")
-    check_envelope(body, key, policies, ctx.state.escrow)
+    check_envelope(body, ctx.authz.recipients_for(key))
     revision = await ctx.state.kv.put(key, body, if_revision=if_match,
                                       create_only=none_match is not None)
-    audit["revision"] = revision
+    ctx.audit.revision = revision
     return JSONResponse({"path": key, "revision": revision})
 
 
 @router.delete("/{path:anypath}", summary="Delete one key")
 async def kv_delete(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
-    key = validate_key("/" + path)
-    policies, audit, caller = ctx.state.policies, ctx.audit, ctx.caller
-    audit.update(op="kv.delete", path=key)
-    _require(policies, caller, key, Capability.DELETE, audit)
-    if_match = _revision_header(request.headers.get("if-match"), "If-Match")
-    if if_match is not None:
-        _require_conditional(policies, caller, key)
+    key, if_match = _write_prologue(path, request, ctx, "kv.delete", Capability.DELETE)
     existed = await ctx.state.kv.delete(key, if_revision=if_match)
-    if not _may_read(policies, caller, key):
+    if not ctx.authz.may_read(key):
         # Why: a caller who may delete but not read must not learn whether the key existed.
         return JSONResponse({"path": key})
     if not existed:

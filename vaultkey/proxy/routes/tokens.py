@@ -44,26 +44,27 @@ async def _token_request(request: Request) -> TokenRequest:
              openapi_extra={"requestBody": {"content": {"application/json": {
                  "schema": TokenRequest.model_json_schema()}}, "required": True}})
 async def create_token(request: Request, ctx: AdminCtx) -> dict[str, Any]:
-    state, audit = ctx.state, ctx.audit
+    state = ctx.state
     body = await _token_request(request)
-    audit.update(op="token.create", path=f"group:{body.group}", decision="allow")
+    ctx.audit.op, ctx.audit.path, ctx.audit.decision = (
+        "token.create", f"group:{body.group}", "allow")
     if body.group not in state.policies.policy_set.groups:
         raise UsageError(f"no policy defines group {body.group!r}")
     ttl = parse_ttl(body.ttl) if body.ttl else None
-    token, record = await state.blocking.run(state.tokens.create, body.group, name=body.name,
-                                             ttl=ttl)
+    token, record = await state.tokens.create(body.group, name=body.name, ttl=ttl)
     return {"token": token, **record.public()}
 
 
 @router.get("", summary="List tokens (never their secrets)")
 async def list_tokens(ctx: AdminCtx) -> dict[str, Any]:
-    ctx.audit.update(op="token.list", decision="allow")
-    records = await ctx.state.blocking.run(ctx.state.tokens.list)
+    ctx.audit.op, ctx.audit.decision = "token.list", "allow"
+    records = await ctx.state.tokens.list()
     return {"tokens": [r.public() for r in records]}
 
 
 @router.delete("/{token_id}", summary="Revoke a token by id")
 async def revoke_token(token_id: str, ctx: AdminCtx) -> dict[str, Any]:
-    ctx.audit.update(op="token.revoke", path=f"token:{token_id}", decision="allow")
-    await ctx.state.blocking.run(ctx.state.tokens.revoke, token_id)
+    ctx.audit.op, ctx.audit.path, ctx.audit.decision = (
+        "token.revoke", f"token:{token_id}", "allow")
+    await ctx.state.tokens.revoke(token_id)
     return {"id": token_id, "revoked": True}

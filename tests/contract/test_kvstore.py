@@ -1,0 +1,165 @@
+"""One contract, two stores: every behaviour here holds on real etcd and on memory.
+
+The memory store exists so route and ACL tests can run in milliseconds; this
+suite is what makes that honest. Each test runs once per backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from vaultkey.envelope import MAX_ENVELOPE_BYTES
+from vaultkey.errors import Conflict, InvalidPath, Unavailable, ValueTooLarge
+from vaultkey.proxy.store.base import KVStore
+from vaultkey.proxy.store.etcd import EtcdKV, EtcdStore
+from vaultkey.proxy.store.memory import MemoryKV
+
+
+@dataclass
+class Backend:
+    """A store plus the two things only a test does: plant a raw key, compact."""
+
+    kv: KVStore
+    put_raw: Callable[[bytes, bytes], None]
+    compact: Callable[[int], None]
+
+
+@pytest.fixture(params=["etcd", "memory"])
+def backend(request, etcd_conn, namespace) -> Iterator[Backend]:
+    if request.param == "memory":
+        mem = MemoryKV()
+        yield Backend(mem, lambda raw, value: mem.put_raw(raw, value) and None, mem.compact)
+        return
+    client = etcd_conn.client()
+    yield Backend(EtcdKV(EtcdStore(etcd_conn, namespace)),
+                  lambda raw, value: client.put(namespace.encode() + raw, value),
+                  lambda rev: client.compact(rev, physical=True))
+
+
+def run(coro: Awaitable[object]) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_put_get_revisions_and_versions(backend):
+    async def go() -> None:
+        kv = backend.kv
+        assert await kv.get("/a/x") is None
+        r1 = await kv.put("/a/x", b"one")
+        r2 = await kv.put("/a/x", b"two")
+        assert r2 > r1
+        entry = await kv.get("/a/x")
+        assert entry is not None
+        assert (entry.value, entry.mod_revision, entry.create_revision, entry.version) == (
+            b"two", r2, r1, 2)
+        assert await kv.ping() >= r2
+
+    run(go())
+
+
+def test_compare_and_swap_conflicts_keep_the_value(backend):
+    async def go() -> None:
+        kv = backend.kv
+        with pytest.raises(Conflict, match="no longer at revision 999"):
+            await kv.put("/c/x", b"v", if_revision=999)
+        rev = await kv.put("/c/x", b"v", if_revision=0)  # 0: only if it does not exist
+        with pytest.raises(Conflict, match="already exists"):
+            await kv.put("/c/x", b"w", create_only=True)
+        with pytest.raises(Conflict):
+            await kv.put("/c/x", b"w", if_revision=0)
+        assert await kv.put("/c/x", b"w", if_revision=rev) > rev
+        with pytest.raises(Conflict):
+            await kv.put("/c/x", b"stale", if_revision=rev)
+        with pytest.raises(Conflict):
+            await kv.delete("/c/x", if_revision=rev)
+        entry = await kv.get("/c/x")
+        assert entry is not None and entry.value == b"w"
+
+    run(go())
+
+
+def test_delete_reports_existence_and_a_missing_delete_changes_nothing(backend):
+    async def go() -> None:
+        kv = backend.kv
+        rev = await kv.put("/d/x", b"v")
+        assert await kv.delete("/d/x", if_revision=rev) is True
+        assert await kv.get("/d/x") is None
+        before = await kv.ping()
+        assert await kv.delete("/d/x") is False
+        assert await kv.ping() == before
+        again = await kv.put("/d/x", b"new")
+        entry = await kv.get("/d/x")
+        assert entry is not None and (entry.create_revision, entry.version) == (again, 1)
+
+    run(go())
+
+
+def test_list_keys_pages_at_one_revision_without_values(backend):
+    async def go() -> None:
+        kv = backend.kv
+        for name in ("b", "a", "c", "d"):
+            await kv.put(f"/l/{name}", b"v")
+        await kv.put("/l2/x", b"sibling")  # a sibling prefix is never listed
+        fetched = kv.counters.values_fetched
+        first = await kv.list_keys("/l/", limit=3)
+        assert first.paths == ["/l/a", "/l/b", "/l/c"] and first.after is not None
+        await kv.put("/l/bb", b"newer than the listing")
+        await kv.delete("/l/d")
+        rest = await kv.list_keys("/l/", revision=first.revision, after=first.after)
+        assert rest.paths == ["/l/d"] and rest.after is None  # as of the first page
+        assert (await kv.list_keys("/l/bb", exact=True)).paths == ["/l/bb"]
+        assert (await kv.list_keys("/l/zz", exact=True)).paths == []
+        assert kv.counters.values_fetched == fetched
+
+    run(go())
+
+
+def test_load_run_and_range_read_values(backend):
+    async def go() -> None:
+        kv = backend.kv
+        for i in range(4):
+            await kv.put(f"/r/{i}", f"v{i}".encode())
+        revision = (await kv.list_keys("/r/")).revision
+        await kv.put("/r/1", b"changed later")
+        got = await kv.load_run("/r/1", "/r/2", 2, revision)
+        assert [(e.path, e.value) for e in got] == [("/r/1", b"v1"), ("/r/2", b"v2")]
+        entries, _rev = await kv.range("/r/")
+        assert [e.value for e in entries] == [b"v0", b"changed later", b"v2", b"v3"]
+
+    run(go())
+
+
+def test_keys_vaultkey_did_not_write_are_none_in_listings_and_skipped(backend):
+    async def go() -> None:
+        kv = backend.kv
+        await kv.put("/f/ok", b"v")
+        for raw in (b"/f/\xff", b"/f/a//b", b"/f/ctl\x01"):
+            backend.put_raw(raw, b"junk")
+        page = await kv.list_keys("/f/")
+        assert page.paths.count(None) == 3 and "/f/ok" in page.paths
+        entries, _ = await kv.range("/f/")
+        assert [e.path for e in entries] == ["/f/ok"]
+        assert kv.counters.invalid_keys >= 3
+
+    run(go())
+
+
+def test_limits_paths_and_compaction(backend):
+    async def go() -> None:
+        kv = backend.kv
+        assert await kv.put("/s/big", b"x" * MAX_ENVELOPE_BYTES) > 0
+        with pytest.raises(ValueTooLarge):
+            await kv.put("/s/huge", b"x" * (2 * 1024 * 1024))
+        for bad in ("/s/../x", "s/x", "/s//x", "/s/x/"):
+            with pytest.raises(InvalidPath):
+                await kv.put(bad, b"v")
+        old = await kv.put("/s/k", b"1")
+        newer = await kv.put("/s/k", b"2")
+        backend.compact(newer)
+        with pytest.raises(Unavailable, match="compacted"):
+            await kv.list_keys("/s/", revision=old)
+
+    run(go())

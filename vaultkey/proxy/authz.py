@@ -1,0 +1,91 @@
+"""Every "may this caller do this" question the proxy asks, in one place.
+
+Routes, listings and write-time checks call an :class:`Authz` bound to the
+caller's group and the request's audit record; nothing else decides access::
+
+    authz = Authz(state.policies, state.escrow, "alpha", record)
+    authz.require(Capability.READ, "/alpha/db")          # or PermissionDenied (403)
+    visible = [p for p in paths if authz.may_list_key(p)]
+    recipients = authz.recipients_for("/alpha/db")       # reader groups, keys, escrow
+
+A denial is decided before the store is read, so its answer is the same
+whether or not the key exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vaultkey.errors import PermissionDenied
+from vaultkey.keys import PublicKey
+from vaultkey.policy.engine import Capability
+from vaultkey.policy.load import LoadedPolicies
+from vaultkey.proxy.audit import AuditRecord
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Who a value at one path must be encrypted to."""
+
+    path: str
+    groups: tuple[tuple[str, tuple[PublicKey, ...]], ...]  # (reader group, its keys)
+    escrow: tuple[PublicKey, ...]
+
+    @property
+    def allowed_kids(self) -> set[bytes]:
+        return {k.kid for _g, keys in self.groups for k in keys} | {k.kid for k in self.escrow}
+
+
+@dataclass(frozen=True)
+class Authz:
+    """Decisions for one group within one request (records allow/deny for the audit)."""
+
+    policies: LoadedPolicies
+    escrow: tuple[PublicKey, ...]
+    group: str
+    record: AuditRecord
+
+    def allowed(self, cap: Capability, path: str, *, is_prefix: bool = False) -> bool:
+        return self.policies.policy_set.allowed(self.group, path, cap, is_prefix=is_prefix)
+
+    def require(self, cap: Capability, path: str, *, is_prefix: bool = False) -> None:
+        allowed = self.allowed(cap, path, is_prefix=is_prefix)
+        self.record.decision = "allow" if allowed else "deny"
+        if not allowed:
+            raise PermissionDenied(f"group {self.group!r} may not {cap} {path}")
+
+    def require_read_or_write(self, path: str) -> None:
+        """For the recipients of *path*: readers and writers both need them."""
+        allowed = self.may_read(path) or self.allowed(Capability.WRITE, path)
+        self.record.decision = "allow" if allowed else "deny"
+        if not allowed:
+            raise PermissionDenied(f"group {self.group!r} may neither read nor write {path}")
+
+    def may_read(self, path: str) -> bool:
+        return self.allowed(Capability.READ, path)
+
+    def require_conditional(self, path: str) -> None:
+        """Conditional writes answer 409 or not depending on the key's state, so they
+        would tell a caller without ``read`` whether the key exists."""
+        if not self.may_read(path):
+            raise PermissionDenied(
+                f"conditional requests (If-Match / If-None-Match) on {path} need 'read'")
+
+    def may_list_key(self, path: str) -> bool:
+        """A listed key is shown only if the caller may read it *and* list its parent
+        prefix, so a ``deny list`` on a sub-prefix cannot be bypassed from above."""
+        parent = path.rsplit("/", 1)[0] + "/"
+        return self.may_read(path) and self.allowed(Capability.LIST, parent, is_prefix=True)
+
+    def read_ranges(self, prefix: str) -> list[tuple[str, bool]]:
+        """Where under *prefix* this group can read anything (see PolicySet.read_ranges)."""
+        return self.policies.policy_set.read_ranges(self.group, prefix)
+
+    def recipients_for(self, path: str) -> Recipients:
+        """The reader groups of *path* with their keys, and the escrow keys."""
+        groups = tuple((g, self.policies.recipients_for(g))
+                       for g in self.policies.policy_set.readers(path))
+        return Recipients(path, groups, self.escrow)
+
+
+__all__ = ["Authz", "Recipients"]

@@ -1,0 +1,158 @@
+"""An in-memory :class:`~vaultkey.proxy.store.base.KVStore` with etcd's semantics.
+
+For route and ACL tests only (fast and deterministic); never a production
+option. It keeps every version of every key, like etcd's MVCC, so reads at an
+older revision and compaction behave as they do on etcd; tests/contract/
+proves the two stores agree::
+
+    store = MemoryKV()
+    rev = await store.put("/a/b", b"v")
+    assert (await store.get("/a/b")).mod_revision == rev
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from vaultkey.envelope import ETCD_MAX_REQUEST_BYTES
+from vaultkey.errors import Conflict, Unavailable, ValueTooLarge
+from vaultkey.paths import validate_key, validate_prefix
+from vaultkey.proxy.store.base import (
+    Entry,
+    KeyPage,
+    StoreCounters,
+    conflict_message,
+)
+
+
+@dataclass(frozen=True)
+class _Version:
+    value: bytes | None  # None: deleted at mod_revision
+    mod_revision: int
+    create_revision: int
+    version: int
+
+
+class MemoryKV:
+    """Every key's versions in revision order, in one process."""
+
+    def __init__(self) -> None:
+        self.counters = StoreCounters()
+        self.revision = 1  # etcd starts at revision 1
+        self.compacted = 0
+        self._keys: list[bytes] = []  # sorted raw keys ever written
+        self._history: dict[bytes, list[_Version]] = {}
+
+    # -- reading -------------------------------------------------------------
+    def _at(self, raw: bytes, revision: int) -> _Version | None:
+        if revision < self.compacted:
+            raise Unavailable("etcd compacted the revision being read; retry", retry_after=1.0)
+        for version in reversed(self._history.get(raw, [])):
+            if version.mod_revision <= revision:
+                return version if version.value is not None else None
+        return None
+
+    def _entry(self, path: str, v: _Version) -> Entry:
+        assert v.value is not None
+        return Entry(path, v.value, v.mod_revision, v.create_revision, v.version)
+
+    async def get(self, path: str) -> Entry | None:
+        found = self._at(validate_key(path).encode(), self.revision)
+        if found is None:
+            return None
+        self.counters.values_fetched += 1
+        return self._entry(path, found)
+
+    def _span(self, target: str, exact: bool, after: bytes | None) -> list[bytes]:
+        if exact:
+            start = validate_key(target).encode()
+            return [start] if start in self._history and (after is None or after < start) else []
+        start = validate_prefix(target).encode()
+        lo = bisect.bisect_left(self._keys, start if after is None else after + b"\0")
+        out = []
+        for raw in self._keys[lo:]:
+            if not raw.startswith(start):
+                break
+            out.append(raw)
+        return out
+
+    async def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,
+                        after: bytes | None = None, limit: int = 1000) -> KeyPage:
+        at = self.revision if revision is None else revision
+        live = [raw for raw in self._span(target, exact, after) if self._at(raw, at)]
+        page, more = live[:limit], len(live) > limit
+        self.counters.keys_listed += len(page)
+        return KeyPage([self.counters.path_of(raw, "") for raw in page], at,
+                       page[-1] if more else None)
+
+    async def load_run(self, first: str, last: str, count: int, revision: int) -> list[Entry]:
+        lo, hi = validate_key(first).encode(), validate_key(last).encode()
+        out: list[Entry] = []
+        for raw in self._keys[bisect.bisect_left(self._keys, lo):]:
+            if raw > hi or len(out) >= count:
+                break
+            found = self._at(raw, revision)
+            path = self.counters.path_of(raw, "") if found else None
+            if found is not None and path is not None:
+                out.append(self._entry(path, found))
+        self.counters.values_fetched += len(out)
+        return out
+
+    async def range(self, prefix: str) -> tuple[list[Entry], int]:
+        out: list[Entry] = []
+        for raw in self._span(prefix, False, None):
+            found = self._at(raw, self.revision)
+            if found is not None and (path := self.counters.path_of(raw, "")) is not None:
+                out.append(self._entry(path, found))
+        self.counters.values_fetched += len(out)
+        return out, self.revision
+
+    # -- writing -------------------------------------------------------------
+    async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
+                  create_only: bool = False) -> int:
+        raw = validate_key(path).encode()
+        if len(raw) + len(value) > ETCD_MAX_REQUEST_BYTES:
+            raise ValueTooLarge("etcd refused the request as too large: request is too large")
+        current = self._at(raw, self.revision)
+        mod_revision = current.mod_revision if current else 0
+        if (create_only and current is not None) or (
+                if_revision is not None and mod_revision != if_revision):
+            raise Conflict(conflict_message(path, if_revision, create_only))
+        return self.put_raw(raw, value)
+
+    def put_raw(self, raw: bytes, value: bytes) -> int:
+        """Store under a raw key, unchecked (tests plant keys vaultkey did not write)."""
+        current = self._at(raw, self.revision)
+        self.revision += 1
+        create = current.create_revision if current else self.revision
+        version = current.version + 1 if current else 1
+        self._record(raw, _Version(value, self.revision, create, version))
+        return self.revision
+
+    async def delete(self, path: str, *, if_revision: int | None = None) -> bool:
+        raw = validate_key(path).encode()
+        current = self._at(raw, self.revision)
+        if if_revision is not None and (current.mod_revision if current else 0) != if_revision:
+            raise Conflict(conflict_message(path, if_revision, False))
+        if current is None:
+            return False
+        self.revision += 1
+        self._record(raw, _Version(None, self.revision, 0, 0))
+        return True
+
+    def _record(self, raw: bytes, version: _Version) -> None:
+        if raw not in self._history:
+            bisect.insort(self._keys, raw)
+            self._history[raw] = []
+        self._history[raw].append(version)
+
+    async def ping(self) -> int:
+        return self.revision
+
+    def compact(self, revision: int) -> None:
+        """Forget versions older than *revision*, as etcd's compaction does."""
+        self.compacted = revision
+
+
+__all__ = ["MemoryKV"]
