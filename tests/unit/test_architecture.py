@@ -1,4 +1,13 @@
-"""Dependency rules that keep private keys out of the proxy."""
+"""The architecture, enforced: who may import whom (docs/ARCHITECTURE.md draws it).
+
+* the proxy never imports the SDK (``vaultkey.client``), secret-key code
+  (``vaultkey.crypto``, ``nacl``) or the CLI;
+* the SDK (``vaultkey.client``) never imports the proxy;
+* ``vaultkey.policy`` does no I/O except in its loader;
+* routes, listings, authz and the token registry depend on the store protocol,
+  never on the etcd module;
+* nothing but the CLI imports click.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,7 @@ import sys
 
 PROBE = """
 import json, sys
-import vaultkey.proxy.app, vaultkey.proxy.server, vaultkey.proxy.checks
+import vaultkey.proxy.app, vaultkey.proxy.server, vaultkey.proxy.authz
 from vaultkey.proxy.app import create_app
 print(json.dumps(sorted(sys.modules)))
 """
@@ -39,7 +48,7 @@ def test_pure_modules_do_no_io():
 
     root = Path(__file__).resolve().parents[2] / "vaultkey"
     for name in ("envelope.py", "policy/engine.py", "policy/parse.py", "paths.py", "errors.py",
-                 "proxy/checks.py"):
+                 "proxy/authz.py", "policy/__init__.py"):
         tree = ast.parse((root / name).read_text())
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
                     for a in n.names}
@@ -106,3 +115,64 @@ def test_dependency_rules_between_modules():
     for path in root.rglob("*.py"):
         if "_cli" not in path.parts:
             assert "click" not in imports(str(path.relative_to(root))), path
+
+
+def _imports(path) -> set[str]:  # type: ignore[no-untyped-def]
+    import ast
+
+    tree = ast.parse(path.read_text())
+    found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    found |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    return found
+
+
+def _package(name: str):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    return sorted((Path(__file__).resolve().parents[2] / "vaultkey" / name).rglob("*.py"))
+
+
+def test_the_proxy_never_imports_the_sdk_secret_keys_or_the_cli():
+    for path in _package("proxy"):
+        bad = {m for m in _imports(path) if m.startswith(("vaultkey.client", "vaultkey.crypto",
+                                                           "vaultkey._cli", "nacl", "click"))}
+        assert not bad, (path, bad)
+
+
+def test_the_sdk_never_imports_the_proxy_or_the_cli():
+    for path in _package("client"):
+        bad = {m for m in _imports(path) if m.startswith(("vaultkey.proxy", "vaultkey._cli",
+                                                           "fastapi", "uvicorn", "etcd3"))}
+        assert not bad, (path, bad)
+
+
+def test_policy_has_no_io_outside_its_loader():
+    io = ("os", "pathlib", "io", "socket", "subprocess", "shutil", "httpx", "etcd3", "grpc")
+    for path in _package("policy"):
+        if path.name == "load.py":
+            continue
+        bad = {m for m in _imports(path) if m.split(".")[0] in io}
+        assert not bad, (path, bad)
+        assert "open(" not in path.read_text(), path
+
+
+def test_routes_and_the_token_registry_depend_on_the_store_protocol_not_on_etcd():
+    from pathlib import Path
+
+    proxy = Path(__file__).resolve().parents[2] / "vaultkey" / "proxy"
+    users = [*sorted((proxy / "routes").glob("*.py")), proxy / "tokens.py",
+             proxy / "listing.py", proxy / "authz.py", proxy / "deps.py", proxy / "app.py",
+             proxy / "middleware.py"]
+    for path in users:
+        bad = {m for m in _imports(path) if m.startswith(("vaultkey.proxy.store.etcd", "etcd3",
+                                                           "grpc"))}
+        assert not bad, (path, bad)
+
+
+def test_no_module_is_over_400_lines():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "vaultkey"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long

@@ -7,17 +7,24 @@ caller's group and the request's audit record; nothing else decides access::
     authz.require(Capability.READ, "/alpha/db")          # or PermissionDenied (403)
     visible = [p for p in paths if authz.may_list_key(p)]
     recipients = authz.recipients_for("/alpha/db")       # reader groups, keys, escrow
+    check_envelope(body, recipients)                     # or MalformedEnvelope (422)
 
 A denial is decided before the store is read, so its answer is the same
-whether or not the key exists.
+whether or not the key exists. Pure: no I/O, no secret keys.
+
+Write-time checks (:func:`check_envelope`): a write is refused (422) unless
+the body is a well-formed v1 envelope bound to the request path, carrying a
+stanza for every key of every group that may read the path, and no stanza for
+a key outside those groups (escrow keys excepted).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaultkey.errors import PermissionDenied
-from vaultkey.keys import PublicKey
+from vaultkey.envelope import Envelope
+from vaultkey.errors import MalformedEnvelope, PermissionDenied
+from vaultkey.keys import PublicKey, format_key_id
 from vaultkey.policy.engine import Capability
 from vaultkey.policy.load import LoadedPolicies
 from vaultkey.proxy.audit import AuditRecord
@@ -88,4 +95,30 @@ class Authz:
         return Recipients(path, groups, self.escrow)
 
 
-__all__ = ["Authz", "Recipients"]
+def check_envelope(body: bytes, recipients: Recipients) -> Envelope:
+    """Parse *body* and check it against the recipients of its path (from authz)."""
+    env = Envelope.parse(body)
+    if env.signature is not None:
+        # Why: nothing verifies writer signatures yet; storing one would suggest it had been.
+        raise MalformedEnvelope("signed envelopes are not supported yet by this proxy")
+    if env.path != recipients.path:
+        raise MalformedEnvelope(
+            f"envelope is bound to {env.path!r}, not to the request path {recipients.path!r}"
+        )
+    present = set(env.recipient_kids)
+    missing = [f"{group} ({', '.join(lacking)})" for group, keys in recipients.groups
+               if (lacking := [k.key_id for k in keys if k.kid not in present])]
+    if missing:
+        raise MalformedEnvelope(
+            "envelope is not encrypted for every group that may read this path; missing: "
+            + "; ".join(missing)
+        )
+    foreign = sorted(format_key_id(kid) for kid in present - recipients.allowed_kids)
+    if foreign:
+        raise MalformedEnvelope(
+            "envelope has stanzas for keys of no reader group: " + ", ".join(foreign)
+        )
+    return env
+
+
+__all__ = ["Authz", "Recipients", "check_envelope"]

@@ -18,8 +18,8 @@ from vaultkey.envelope import MAX_ENVELOPE_BYTES
 from vaultkey.errors import InvalidPath, NotFound, UsageError
 from vaultkey.paths import validate_key, validate_prefix
 from vaultkey.policy.engine import Capability
+from vaultkey.proxy.authz import check_envelope
 from vaultkey.proxy.body import read_body
-from vaultkey.proxy.checks import check_envelope
 from vaultkey.proxy.deps import Ctx, GroupCtx
 from vaultkey.proxy.listing import load_values, readable_keys
 from vaultkey.proxy.store.base import Entry
