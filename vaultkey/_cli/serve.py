@@ -40,6 +40,26 @@ def _opt(*decls: str, env: str, **kw: Any) -> Callable[[FC], FC]:
     return click.option(*decls, envvar=env, show_envvar=True, **kw)
 
 
+# Connection limits (docs/OPERATIONS.md, "Connection limits"): flag, type, default, help.
+_LIMITS: tuple[tuple[str, type, float, str], ...] = (
+    ("--max-connections", int, 1000, "Concurrent connections; past it idle ones are closed, "
+     "then 503."),
+    ("--max-header-bytes", int, 65536, "Request line + headers; larger heads get 431."),
+    ("--header-timeout", float, 10.0, "Seconds to send a complete request head."),
+    ("--idle-timeout", float, 5.0, "Seconds an idle keep-alive connection is kept."),
+    ("--body-timeout", float, 30.0, "Seconds to send a whole request body."),
+    ("--handshake-timeout", float, 10.0, "Seconds to finish the TLS handshake."),
+)
+
+
+def _limit_options(fn: FC) -> FC:
+    for flag, kind, default, text in reversed(_LIMITS):
+        env = "VAULTKEY_" + flag.removeprefix("--").replace("-", "_").upper()
+        fn = _opt(flag, env=env, type=kind, default=kind(default), show_default=True,
+                  help=text)(fn)
+    return fn
+
+
 def _secret_from(file_value: str | None, env_name: str, what: str) -> str | None:
     """The secret in *file_value* (checked like a key file: not readable by group or
     others, so the admin token is not everyone's on a shared host), else $*env_name*."""
@@ -84,18 +104,7 @@ Reload policies without dropping requests: kill -HUP <pid>""")
 @_opt("--escrow-key", "escrow_keys", env="VAULTKEY_ESCROW_KEYS", multiple=True,
       help="Recovery public key (file or vkpub1_ text) allowed on every value; repeatable.")
 @_opt("--audit-log", env="VAULTKEY_AUDIT_LOG", help="Append one JSON line per request here.")
-@_opt("--max-connections", env="VAULTKEY_MAX_CONNECTIONS", type=int, default=1000,
-      show_default=True, help="Concurrent connections; past it idle ones are closed, then 503.")
-@_opt("--max-header-bytes", env="VAULTKEY_MAX_HEADER_BYTES", type=int, default=65536,
-      show_default=True, help="Request line + headers; larger heads get 431.")
-@_opt("--header-timeout", env="VAULTKEY_HEADER_TIMEOUT", type=float, default=10.0,
-      show_default=True, help="Seconds to send a complete request head.")
-@_opt("--idle-timeout", env="VAULTKEY_IDLE_TIMEOUT", type=float, default=5.0,
-      show_default=True, help="Seconds an idle keep-alive connection is kept.")
-@_opt("--body-timeout", env="VAULTKEY_BODY_TIMEOUT", type=float, default=30.0,
-      show_default=True, help="Seconds to send a whole request body.")
-@_opt("--handshake-timeout", env="VAULTKEY_HANDSHAKE_TIMEOUT", type=float, default=10.0,
-      show_default=True, help="Seconds to finish the TLS handshake.")
+@_limit_options
 @_opt("--insecure", env="VAULTKEY_INSECURE", is_flag=True,
       help="Serve plain HTTP (development only; loopback addresses only).")
 def serve(**opts: Any) -> None:

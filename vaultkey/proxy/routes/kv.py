@@ -21,7 +21,7 @@ from vaultkey.policy.engine import Capability
 from vaultkey.proxy.authz import check_envelope
 from vaultkey.proxy.body import read_body
 from vaultkey.proxy.deps import Ctx, GroupCtx
-from vaultkey.proxy.listing import load_values, readable_keys
+from vaultkey.proxy.listing import Listing, load_values, readable_keys
 from vaultkey.proxy.store.base import Entry
 
 router = APIRouter(prefix="/v1/kv", tags=["kv"])
@@ -93,21 +93,22 @@ async def _read_key(path: str, ctx: Ctx) -> JSONResponse:
     return JSONResponse(_entry_json(entry))
 
 
-async def _list_prefix(path: str, ctx: Ctx) -> JSONResponse:
+async def _readable(path: str, ctx: Ctx, op: str) -> tuple[str, Listing]:
     prefix = validate_prefix("/" + path)
-    ctx.audit.op, ctx.audit.path = "kv.list", prefix
+    ctx.audit.op, ctx.audit.path = op, prefix
     ctx.authz.require(Capability.LIST, prefix, is_prefix=True)
     listing = await readable_keys(ctx.state.kv, ctx.authz, prefix)
     ctx.audit.revision = listing.revision
+    return prefix, listing
+
+
+async def _list_prefix(path: str, ctx: Ctx) -> JSONResponse:
+    prefix, listing = await _readable(path, ctx, "kv.list")
     return JSONResponse({"prefix": prefix, "revision": listing.revision, "keys": listing.keys})
 
 
 async def _load_prefix(path: str, ctx: Ctx) -> JSONResponse:
-    prefix = validate_prefix("/" + path)
-    ctx.audit.op, ctx.audit.path = "kv.load", prefix
-    ctx.authz.require(Capability.LIST, prefix, is_prefix=True)
-    listing = await readable_keys(ctx.state.kv, ctx.authz, prefix)
-    ctx.audit.revision = listing.revision
+    prefix, listing = await _readable(path, ctx, "kv.load")
     entries = await load_values(ctx.state.kv, listing, prefix)
     return JSONResponse({"prefix": prefix, "revision": listing.revision,
                          "entries": [_entry_json(e) for e in entries]})

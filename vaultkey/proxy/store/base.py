@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Entry:
-    """One stored value and its metadata (etcd's mod/create revision and version)."""
+    """One stored value and its metadata, as etcd keeps it: ``mod_revision`` (the
+    revision of its last write, used for compare-and-swap), ``create_revision`` and
+    ``version`` (writes since it was created)."""
 
     path: str
     value: bytes = field(repr=False)
