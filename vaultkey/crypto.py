@@ -210,8 +210,18 @@ def encrypt(
     """Encrypt *plaintext* for *recipients*, bound to *path*; returns envelope bytes."""
     if not isinstance(plaintext, bytes | bytearray | memoryview):
         raise TypeError("plaintext must be bytes")
-    plaintext = bytes(plaintext)
-    validate_key(path)
+    return _encrypt_validated(bytes(plaintext), validate_key(path), recipients, counter=counter)
+
+
+def _encrypt_validated(
+    plaintext: bytes, path: str, recipients: Sequence[PublicKey], *, counter: int = 0
+) -> bytes:
+    """:func:`encrypt` for a *path* that has already passed ``validate_key``.
+
+    Why: the SDK validates a path once, before the first request names it, and
+    encrypts only after the recipients answer; :func:`encrypt` (public) still
+    validates for every other caller. The size is checked here, once.
+    """
     unique = _check_recipients(recipients)
     _check_size(plaintext, path, len(unique))
     data_key = os.urandom(DATA_KEY_BYTES)
@@ -279,7 +289,15 @@ def open_envelope(env: Envelope, path: str, key: SecretKey) -> bytes:
         raise DecryptionError(
             f"malformed envelope: envelope path is not a valid key path: {exc.message}"
         ) from None
-    asked = _requested_path(path)
+    return _open_validated(env, _requested_path(path), key)
+
+
+def _open_validated(env: Envelope, asked: bytes, key: SecretKey) -> bytes:
+    """:func:`open_envelope` once both paths are known valid: *env* was parsed (which
+    checks its path) and *asked* is a key path that passed ``validate_key``, in UTF-8.
+
+    Why: the SDK validates the path it asks for once, before the request names it.
+    """
     # Why: the AEAD associated data is the stored header, so an envelope copied
     # unchanged to another key still authenticates; this comparison is the check
     # that binds it to where it was read from (docs/FORMAT.md section 6, step 3).

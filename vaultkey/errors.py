@@ -11,10 +11,10 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     │   ├── ValueTooLarge            envelope would exceed etcd's request limit
     │   └── RequestTimeout           the request body did not arrive in time (HTTP 408)
     ├── KeyFileError                 key file unreadable, too open, corrupted (exit 66)
-    ├── MalformedEnvelope            bytes are not a well-formed v1 envelope
+    ├── MalformedEnvelope            bytes are not a well-formed v1 envelope (exit 65)
     ├── DecryptionError              the one error for every failed decryption (exit 7)
     ├── UntrustedRecipient           the proxy named a key not in the trust store (exit 9)
-    ├── PolicyError                  a policy file is invalid; carries file and line
+    ├── PolicyError                  a policy file is invalid; carries file and line (exit 78)
     ├── NotFound                     no such key (exit 3)
     ├── PermissionDenied             the ACL says no (exit 4)
     ├── Unauthenticated              missing, bad, expired or revoked token (exit 5)

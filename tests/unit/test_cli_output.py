@@ -143,3 +143,23 @@ def test_token_list_and_create_are_escaped(hostile):
     r = _vk(hostile, "token", "create", "--group", "ops")
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"vkt_\\x1b[2J\n"
+
+
+def test_the_exit_codes_in_help_come_from_the_error_classes():
+    import re
+
+    from vaultkey import errors
+    from vaultkey._cli.common import cli, exit_codes_help
+
+    text = exit_codes_help()
+    assert cli.epilog == text
+    listed = {(int(code), name) for code, name in re.findall(r"^  (\d+) +(\w+)", text, re.M)}
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if "exit_code" in vars(cls) and cls is not errors.VaultkeyError:
+            assert (cls.exit_code, name) in listed
+    assert {(65, "MalformedEnvelope"), (78, "PolicyError"), (0, "success"),
+            (130, "interrupted"), (141, "the")} <= listed
+    # The tree drawn in errors.py states the same codes as the classes.
+    drawn = re.findall(r"── (\w+) .*\(exit (\d+)\)$", errors.__doc__ or "", re.M)
+    assert drawn and all(getattr(errors, name).exit_code == int(code) for name, code in drawn)

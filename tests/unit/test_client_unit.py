@@ -1,4 +1,5 @@
-"""SDK pieces without a network: settings, trust store, retries (httpx MockTransport)."""
+"""The SDK's operations and transport without a network (httpx MockTransport): retries,
+answers that are not a vaultkey proxy's, and what a set validates."""
 
 from __future__ import annotations
 
@@ -6,92 +7,8 @@ import httpx
 import pytest
 
 import vaultkey
-from vaultkey._files import write_private
 from vaultkey.client import Client
-from vaultkey.client.settings import resolve
-from vaultkey.client.trust import TrustStore
-from vaultkey.crypto import SecretKey, write_keypair
-
-
-def test_explicit_beats_env_beats_default_profile(tmp_path):
-    cfg = tmp_path / "c.toml"
-    tf = tmp_path / "tok"
-    write_private(tf, b"from-profile-file\n")  # token files must be 0600
-    cfg.write_text(f'default_profile = "p"\n[profiles.p]\naddr = "https://profile:1"\n'
-                   f'token_file = "{tf}"\ncacert = "/profile/ca.pem"\n')
-    s = resolve({}, env={}, config_path=cfg)
-    assert (s.addr, s.token, s.cacert) == ("https://profile:1", "from-profile-file",
-                                           "/profile/ca.pem")
-    env = {"VAULTKEY_ADDR": "https://env:2", "VAULTKEY_TOKEN": "env-token"}
-    s = resolve({}, env=env, config_path=cfg)
-    assert (s.addr, s.token, s.cacert) == ("https://env:2", "env-token", "/profile/ca.pem")
-    s = resolve({"addr": "https://flag:3", "token": "t"}, env=env, config_path=cfg)
-    assert (s.addr, s.token) == ("https://flag:3", "t")
-    assert "from-profile-file" not in repr(resolve({}, env={}, config_path=cfg))
-
-
-def test_a_chosen_profile_beats_the_environment(tmp_path):
-    tf = tmp_path / "prod-token"
-    write_private(tf, b"prod-token")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[profiles.prod]\naddr = "https://prod:1"\ntoken_file = "{tf}"\n')
-    dev_shell = {"VAULTKEY_ADDR": "https://127.0.0.1:8443", "VAULTKEY_TOKEN": "dev-token"}
-    s = resolve({}, env=dev_shell, profile="prod", config_path=cfg)
-    assert (s.addr, s.token) == ("https://prod:1", "prod-token")
-    s = resolve({}, env={**dev_shell, "VAULTKEY_PROFILE": "prod"}, config_path=cfg)
-    assert (s.addr, s.token) == ("https://prod:1", "prod-token")
-
-
-def test_an_explicit_config_file_must_exist(tmp_path):
-    with pytest.raises(vaultkey.UsageError, match="does not exist"):
-        resolve({}, env={}, config_path=tmp_path / "missing.toml")
-    with pytest.raises(vaultkey.UsageError, match="does not exist"):
-        resolve({}, env={"VAULTKEY_CONFIG": str(tmp_path / "missing.toml")})
-
-
-def test_home_is_expanded_in_paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))
-    s = resolve({"key": "~/k.key", "cacert": "~/ca.pem"}, env={}, config_path="/dev/null")
-    assert (s.key, s.cacert) == (f"{tmp_path}/k.key", f"{tmp_path}/ca.pem")
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ('[profiles.p]\ntoken = "inline"\n', "unknown keys"),
-        ("not toml [", "cannot read config"),
-    ],
-)
-def test_bad_config_files_are_clear_errors(tmp_path, text, message):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(text)
-    with pytest.raises(vaultkey.UsageError, match=message):
-        resolve({}, env={}, profile="p", config_path=cfg)
-
-
-def test_unknown_profile_names_known_ones(tmp_path):
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("[profiles.a]\n[profiles.b]\n")
-    with pytest.raises(vaultkey.UsageError) as info:
-        resolve({}, env={}, profile="zzz", config_path=cfg)
-    assert "known profiles: a, b" in info.value.diagnostics()
-
-
-def test_trust_store_directory_and_file(tmp_path):
-    (tmp_path / "dir").mkdir()
-    _key, pub = write_keypair(tmp_path / "dir" / "a")
-    other = SecretKey.generate().public
-    store = TrustStore.load(tmp_path / "dir")
-    trusted = vaultkey.PublicKey.load(pub)
-    assert store.check([trusted]) == [trusted]
-    with pytest.raises(vaultkey.UntrustedRecipient, match=other.key_id):
-        store.check([trusted, other])
-    listing = tmp_path / "ids"
-    listing.write_text(f"# pinned\n{other.key_id}  # ops\n{trusted.to_text()}\n")
-    assert len(TrustStore.load(listing)) == 2
-    listing.write_text("garbage\n")
-    with pytest.raises(vaultkey.KeyFileError, match="ids:1"):
-        TrustStore.load(listing)
+from vaultkey.crypto import SecretKey
 
 
 def _counting(statuses):
@@ -176,11 +93,14 @@ def test_gateway_errors_are_unavailable_and_other_statuses_protocol_errors():
         vk.whoami()
 
 
-def test_get_many_refuses_keys_outside_the_prefix():
-    body = b'{"prefix": "/a/", "revision": 1, "entries": [{"path": "/b/x", "envelope": ""}]}'
+@pytest.mark.parametrize(("listed", "message"), [("/b/x", "outside /a/"),
+                                                  ("/a/../b", "invalid key path")])
+def test_get_many_refuses_keys_the_proxy_should_not_list(listed, message):
+    body = b'{"prefix": "/a/", "revision": 1, "entries": [{"path": "%s", "envelope": ""}]}' % (
+        listed.encode())
     with Client("https://vk.test", "t", transport=_serving(200, body, "application/json"),
                 key=SecretKey.generate()) as vk, \
-            pytest.raises(vaultkey.ProtocolError, match="outside /a/"):
+            pytest.raises(vaultkey.ProtocolError, match=message):
         vk.get_many("/a/")
 
 
@@ -192,23 +112,74 @@ def test_401_hint_speaks_to_cli_users():
     assert "VAULTKEY_TOKEN" in info.value.diagnostics()
 
 
-def test_a_profile_token_is_never_sent_to_another_address(tmp_path):
-    tf = tmp_path / "prod-token"
-    write_private(tf, b"prod-token")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'default_profile = "prod"\n[profiles.prod]\naddr = "https://prod:1"\n'
-                   f'token_file = "{tf}"\n')
-    with pytest.raises(vaultkey.UsageError, match="another address"):
-        resolve({}, env={"VAULTKEY_ADDR": "https://dev:2"}, config_path=cfg)
-    with pytest.raises(vaultkey.UsageError, match="another address"):
-        resolve({"addr": "https://other:3"}, env={}, config_path=cfg)
-    s = resolve({"addr": "https://other:3", "token": "t"}, env={}, config_path=cfg)
-    assert (s.addr, s.token) == ("https://other:3", "t")
-    assert resolve({}, env={}, config_path=cfg).token == "prod-token"
-
-
 def test_environment_proxies_are_only_used_for_https():
     # http:// (loopback, `serve --insecure`) would hand a proxy the token in clear text.
     with Client("http://127.0.0.1:1", "t") as plain, Client("https://vk.test", "t") as tls:
-        assert plain._http.trust_env is False
-        assert tls._http.trust_env is True  # a proxy may tunnel TLS (CONNECT)
+        assert plain._wire.http.trust_env is False
+        assert tls._wire.http.trust_env is True  # a proxy may tunnel TLS (CONNECT)
+
+
+def _proxy_for(key: SecretKey, envelope: bytes = b"") -> httpx.MockTransport:
+    """Names *key* as the one recipient, accepts writes, and serves *envelope* at /a/b."""
+    import base64
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/recipients/"):
+            entry = {"key_id": key.key_id, "public_key": key.public.to_text()}
+            return httpx.Response(200, json={"groups": [{"group": "g", "recipients": [entry]}],
+                                             "escrow": []})
+        if request.method == "PUT":
+            return httpx.Response(200, json={"revision": 7})
+        return httpx.Response(200, json={"path": "/a/b", "revision": 7, "create_revision": 7,
+                                         "version": 1,
+                                         "envelope": base64.b64encode(envelope).decode()})
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.fixture
+def validations(monkeypatch):
+    """Every key path validated on the client side (the SDK's core and crypto)."""
+    from vaultkey import crypto, paths
+    from vaultkey.client import _core
+
+    seen: list[str] = []
+
+    def counting(path):
+        seen.append(path)
+        return paths.validate_key(path)
+
+    for module in (_core, crypto):
+        monkeypatch.setattr(module, "validate_key", counting)
+    return seen
+
+
+def test_a_set_validates_its_path_once_and_checks_the_size_once(validations, monkeypatch):
+    from vaultkey import crypto
+    from vaultkey.client.trust import TrustStore
+
+    sizes = []
+    check_size = crypto._check_size
+    monkeypatch.setattr(crypto, "_check_size", lambda *a: sizes.append(a[1]) or check_size(*a))
+    key = SecretKey.generate()
+    with Client("https://vk.test", "t", key=key, trust=TrustStore.from_entries([key.key_id]),
+                transport=_proxy_for(key)) as vk:
+        assert vk.set("/a/b", b"v") == 7
+    assert validations == ["/a/b"] and sizes == ["/a/b"]
+    # The public entry still validates for every other caller.
+    validations.clear()
+    crypto.encrypt(b"v", "/a/b", [key.public])
+    assert validations == ["/a/b"]
+    with pytest.raises(vaultkey.InvalidPath):
+        crypto.encrypt(b"v", "/a/../b", [key.public])
+
+
+def test_a_read_validates_its_path_once(validations):
+    from vaultkey.crypto import encrypt
+
+    key = SecretKey.generate()
+    envelope = encrypt(b"v", "/a/b", [key.public])
+    validations.clear()
+    with Client("https://vk.test", "t", key=key, transport=_proxy_for(key, envelope)) as vk:
+        assert vk.get("/a/b") == b"v"
+    assert validations == ["/a/b"]

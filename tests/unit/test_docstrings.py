@@ -10,7 +10,8 @@ import pytest
 PURE_MODULES = ["vaultkey", "vaultkey.errors", "vaultkey.paths", "vaultkey.keys",
                 "vaultkey.envelope", "vaultkey.crypto", "vaultkey.policy.engine",
                 "vaultkey.policy.parse",
-                "vaultkey.client.trust", "vaultkey.proxy.tokens", "vaultkey.client._errors"]
+                "vaultkey.client.trust", "vaultkey.proxy.tokens", "vaultkey.client._transport",
+                "vaultkey.client.settings", "vaultkey._net"]
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)

@@ -11,13 +11,12 @@ FastAPI, uvicorn, httpx) inside the command, never at import time::
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 import click
 
-from vaultkey._cli.common import cli, visible
-from vaultkey.errors import VaultkeyError
+from vaultkey._cli.common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, cli, visible
+from vaultkey.errors import UsageError, VaultkeyError
 
 # Registering commands: each module adds its commands to `cli` when imported.
 from vaultkey._cli import admin as _admin  # noqa: F401  isort: skip
@@ -38,16 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except click.ClickException as exc:
         exc.show()
-        return 64 if isinstance(exc, click.UsageError) else exc.exit_code
+        return UsageError.exit_code if isinstance(exc, click.UsageError) else exc.exit_code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 141
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         # Expected failures are VaultkeyErrors above; anything else is a bug. One line,
         # unless VAULTKEY_DEBUG asks for the traceback.
@@ -58,7 +57,3 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit 
         return 1
     # click returns a command's requested exit code (ctx.exit(N)) in non-standalone mode
     return result if isinstance(result, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,74 +5,76 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from vaultkey import errors
 from vaultkey._version import __version__
+from vaultkey.client.settings import SETTINGS, SOURCES, resolve
 
 if TYPE_CHECKING:
-    from vaultkey.client import CliClient
+    from vaultkey._cli._client import CliClient
+    from vaultkey.client.settings import ClientSettings
 
-EXIT_CODES_HELP = """\b
-Exit codes:
-  0   success                  6   conflict (compare-and-swap lost)
-  1   not a vaultkey answer    7   decryption failed
-  3   not found                8   proxy or etcd unavailable
-  4   permission denied        9   recipient key not in the trust store
-  5   not authenticated        64  usage error
-  65  malformed envelope       66  key file problem
-  78  invalid policy files    130  interrupted; 141 stdout reader went away"""
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The CLI's own exit codes; every other one is the exit_code of an error class.
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+_TREE_LINE = re.compile(r"── (\w+) +(.+?)(?: \(exit \d+\))?$", re.MULTILINE)
+
+
+def exit_codes_help() -> str:
+    """The exit codes, one line per error class, from the tree drawn in :mod:`vaultkey.errors`.
+
+    A class is listed where it declares its own exit_code (InvalidPath is a UsageError).
+    """
+    described = dict(_TREE_LINE.findall(errors.__doc__ or ""))
+    classes = [getattr(errors, name) for name in errors.__all__]
+    rows = sorted((cls.exit_code, cls.__name__) for cls in classes
+                  if "exit_code" in vars(cls) and cls is not errors.VaultkeyError)
+    lines = ["  0    success"]
+    lines += [f"  {code:<4} {name:<19} {described.get(name, '')}".rstrip() for code, name in rows]
+    lines += [f"  {EXIT_INTERRUPTED}  interrupted", f"  {EXIT_BROKEN_PIPE}  the reader of "
+              "stdout went away (e.g. | head)"]
+    return "\b\nExit codes:\n" + "\n".join(lines)
 
 
 @dataclass
 class GlobalOptions:
-    addr: str | None
-    token: str | None
-    token_file: str | None
-    cacert: str | None
-    client_cert: str | None
-    client_key: str | None
-    key: str | None
-    trust: str | None
-    profile: str | None
-    config: str | None
+    """The root command's options: client settings given as flags, and their sources."""
+
+    flags: dict[str, Any]  # by setting name; None: not given
+    profile: str | None = None
+    config: str | None = None
+
+    def settings(self) -> ClientSettings:
+        """The flags over ``VAULTKEY_*`` and the profile (see :func:`resolve`)."""
+        return resolve(self.flags, profile=self.profile, config_path=self.config)
 
     def client(self) -> CliClient:
-        from vaultkey.client import CliClient
-        from vaultkey.client.settings import resolve
+        from vaultkey._cli._client import CliClient
 
-        explicit = {"addr": self.addr, "token": self.token, "token_file": self.token_file,
-                    "cacert": self.cacert, "client_cert": self.client_cert,
-                    "client_key": self.client_key, "key": self.key, "trust": self.trust}
-        return CliClient(settings=resolve(explicit, profile=self.profile,
-                                          config_path=self.config))
+        return CliClient(settings=self.settings())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+def _global_options(command: F) -> F:
+    """An option for each client setting with a CLI flag, then --profile and --config."""
+    for row in reversed((*SETTINGS, *SOURCES)):
+        if row.flag:
+            command = click.option(row.flag, row.name, metavar=row.metavar,
+                                   help=row.cli_help())(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=exit_codes_help())
 @click.version_option(__version__, "--version", "-V", prog_name="vaultkey")
-@click.option("--addr", metavar="URL",
-              help="Proxy address [env VAULTKEY_ADDR; default https://127.0.0.1:8443].")
-@click.option("--token", metavar="TOKEN",
-              help="Token [env VAULTKEY_TOKEN]. Prefer --token-file or the environment.")
-@click.option("--token-file", metavar="FILE",
-              help="Read the token from FILE [env VAULTKEY_TOKEN_FILE].")
-@click.option("--cacert", metavar="FILE",
-              help="CA certificate of the proxy's TLS certificate [env VAULTKEY_CACERT].")
-@click.option("--client-cert", metavar="FILE",
-              help="TLS client certificate, if the proxy requires one [env VAULTKEY_CLIENT_CERT].")
-@click.option("--client-key", metavar="FILE",
-              help="Key of the TLS client certificate [env VAULTKEY_CLIENT_KEY].")
-@click.option("--key", metavar="FILE", help="Your secret key file [env VAULTKEY_KEY].")
-@click.option("--trust", metavar="PATH",
-              help="Trusted recipient keys: a directory of .pub files or a file of key ids "
-              "[env VAULTKEY_TRUST].")
-@click.option("--profile", metavar="NAME",
-              help="Profile from the config file [env VAULTKEY_PROFILE].")
-@click.option("--config", metavar="FILE",
-              help="Client config file "
-              "[env VAULTKEY_CONFIG; default ~/.config/vaultkey/config.toml].")
+@_global_options
 @click.pass_context
 def cli(ctx: click.Context, /, **opts: Any) -> None:
     """vaultkey: client-side encrypted secrets and configuration in etcd.
@@ -80,7 +82,8 @@ def cli(ctx: click.Context, /, **opts: Any) -> None:
     Values are encrypted on your machine to the keys of every group allowed to
     read their path; the proxy and etcd only ever see ciphertext.
     """
-    ctx.obj = GlobalOptions(**opts)
+    sources = {row.name: opts.pop(row.name) for row in SOURCES}
+    ctx.obj = GlobalOptions(opts, **sources)
 
 
 OUTPUT = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
@@ -104,7 +107,7 @@ def write_out(data: bytes) -> None:
     except BrokenPipeError:
         # Point stdout at /dev/null so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise click.exceptions.Exit(141) from None
+        raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:

@@ -121,11 +121,9 @@ Examples:
 @click.pass_obj
 def ls_cmd(opts: GlobalOptions, prefix: str, recursive: bool, output: str) -> None:
     """List the keys under PREFIX that you may read (names only, no values)."""
-    from vaultkey.paths import validate_prefix
-
-    pfx = validate_prefix(prefix)
     with opts.client() as client:
-        keys = client.list(pfx)
+        keys = client.list(prefix)  # validates PREFIX (once), so it is only normalised here
+    pfx = prefix if prefix.endswith("/") else prefix + "/"
     shown = keys if recursive else _children(pfx, keys)
     # Key names are whatever someone managed to store: shown escaped, never executed.
     emit({"prefix": pfx, "keys": shown}, output == "json",

@@ -14,63 +14,78 @@ local trust store::
         password = await vk.get("/payments/db/password")
 
 Each operation is written once, as a generator that yields HTTP requests and
-receives responses (:class:`_Ops`); the sync and async clients only differ in
-how they send them. Reads are retried on 503 and connection errors with
-backoff; writes never are.
+receives responses (:mod:`vaultkey.client._core`); the one HTTP boundary that
+sends them, retries reads and maps errors is :mod:`vaultkey.client._transport`.
+The two clients only differ in whether they await it.
 """
-
 
 from __future__ import annotations
 
 import builtins
 import os
-import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from vaultkey.client import settings as _config
-from vaultkey.client._core import Item, Op, Request, Response, _Ops, advance, send_kwargs
-from vaultkey.errors import Unavailable, VaultkeyError
+from vaultkey.client import settings as _settings
 from vaultkey.keys import PublicKey
 
+# Why the other modules are imported on first use: the CLI reads the settings table
+# (vaultkey.client.settings, so this package) at start-up, and must stay fast for
+# commands that never talk to the proxy.
 if TYPE_CHECKING:
+    from vaultkey.client._core import Op
+    from vaultkey.client._transport import Transport
+    from vaultkey.client.item import Item
     from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey
 
 T = TypeVar("T")
+B = TypeVar("B", bound="_Base")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Item":
+        from vaultkey.client.item import Item
+
+        return Item
+    raise AttributeError(f"module 'vaultkey.client' has no attribute {name!r}")
 
 
 class _Base:
+    """Settings and operations; the subclasses add a transport.
+
+    *addr*, *token* and ``**options`` are client settings, put over *settings*
+    (any field of :class:`~vaultkey.client.settings.ClientSettings`, e.g. ``cacert``,
+    ``client_cert``, ``client_key``, ``token_file``, ``timeout``, ``retries``).
+    *key* and *trust* may also be a loaded ``SecretKey`` / ``TrustStore``.
+    *transport* is an httpx transport (a MockTransport, a proxy mount).
+    """
+
     def __init__(self, addr: str | None = None, token: str | None = None, *,
                  key: SecretKey | str | os.PathLike[str] | None = None,
-                 cacert: str | None = None,
-                 client_cert: str | None = None, client_key: str | None = None,
                  trust: TrustStore | str | os.PathLike[str] | None = None,
-                 timeout: float | None = None, retries: int | None = None,
-                 settings: _config.ClientSettings | None = None,
-                 transport: Any = None) -> None:
-        base = settings or _config.ClientSettings()
-        overrides = {"addr": addr, "token": token, "cacert": cacert, "timeout": timeout,
-                     "retries": retries, "client_cert": client_cert, "client_key": client_key}
-        merged = {**base.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
-        self._ops = _Ops(_config.ClientSettings(**merged), key, trust)
-        # An httpx transport (e.g. for an HTTP proxy or mounting); None = default.
-        self._transport = transport
+                 settings: _settings.ClientSettings | None = None,
+                 transport: Any = None, **options: Any) -> None:
+        from vaultkey.client._core import Operations
+
+        self._settings = _settings.apply(settings or _settings.ClientSettings(),
+                                         {"addr": addr, "token": token, **options})
+        self._ops = Operations(self._settings, key, trust)
+        self._mounted = transport
 
     @classmethod
-    def from_env(cls: type[T], *, profile: str | None = None, **explicit: Any) -> T:
-        """Settings as the CLI resolves them (see :func:`vaultkey.client.settings.resolve`)."""
-        names = {"addr", "token", "token_file", "cacert", "client_cert", "client_key", "key",
-                 "trust", "timeout"}
-        settings = _config.resolve({k: v for k, v in explicit.items() if k in names},
-                                   profile=profile)
-        rest = {k: v for k, v in explicit.items() if k not in names}
-        return cls(settings=settings, **rest)  # type: ignore[call-arg]
+    def from_env(cls: type[B], *, profile: str | None = None, **explicit: Any) -> B:
+        """Settings as the CLI resolves them (see :func:`vaultkey.client.settings.resolve`):
+        *explicit* > a chosen profile > ``VAULTKEY_*`` > the default profile."""
+        given = {k: v for k, v in explicit.items()
+                 if k in _settings.NAMES and isinstance(v, str | os.PathLike | int | float)}
+        rest = {k: v for k, v in explicit.items() if k not in given}
+        return cls(settings=_settings.resolve(given, profile=profile), **rest)
 
     @property
-    def settings(self) -> _config.ClientSettings:
-        return self._ops.settings
+    def settings(self) -> _settings.ClientSettings:
+        return self._settings
 
 
 class Client(_Base):
@@ -78,31 +93,19 @@ class Client(_Base):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._http: Any = self._connect()
+        self._wire = self._open()
 
-    def _connect(self) -> Any:
-        import httpx
+    def _open(self) -> Transport:
+        from vaultkey.client._transport import Transport
 
-        self._transport_errors: tuple[type[Exception], ...] = (httpx.TransportError,)
-        return httpx.Client(transport=self._transport, **self._ops.httpx_kwargs())
-
-    def _send(self, req: Request) -> Response:
-        plan = self._ops.attempts(req)
-        for attempt in plan:
-            try:
-                try:
-                    raw = self._http.request(req.method, req.url, **send_kwargs(req))
-                except self._transport_errors as exc:
-                    raise plan.unreachable(exc) from exc
-                return plan.check(raw)
-            except Unavailable as exc:
-                time.sleep(plan.delay(attempt, exc))
-        raise AssertionError("unreachable")
+        return Transport(self.settings, self._mounted)
 
     def _run(self, op: Op[T]) -> T:
+        from vaultkey.client._core import advance
+
         done, step = advance(op, None)
         while not done:
-            done, step = advance(op, self._send(step))
+            done, step = advance(op, self._wire.send(step))
         result: T = step
         return result
 
@@ -138,7 +141,7 @@ class Client(_Base):
         return self._run(self._ops.op_simple(method, url, json))
 
     def close(self) -> None:
-        self._http.close()
+        self._wire.close()
 
     def __enter__(self) -> Client:
         return self
@@ -148,49 +151,21 @@ class Client(_Base):
         self.close()
 
 
-class CliClient(Client):
-    """The CLI's client: one process, one or two requests, so no httpx to import
-    (see :mod:`vaultkey.client._lite`). Behaves exactly like :class:`Client`."""
-
-    def _connect(self) -> Any:
-        from vaultkey.client._lite import LiteConnection, LiteTransportError, proxy_configured
-
-        if proxy_configured(self.settings.addr) or self._transport is not None:
-            return super()._connect()
-        self._transport_errors = (LiteTransportError,)
-        return LiteConnection(**self._ops.client_kwargs())
-
-
 class AsyncClient(_Base):
     """asyncio client; the same operations as :class:`Client`, awaited."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from vaultkey.client._transport import AsyncTransport
+
         super().__init__(*args, **kwargs)
-        import httpx
-
-        self._http = httpx.AsyncClient(transport=self._transport, **self._ops.httpx_kwargs())
-
-    async def _send(self, req: Request) -> Response:
-        import asyncio
-
-        import httpx
-
-        plan = self._ops.attempts(req)
-        for attempt in plan:
-            try:
-                try:
-                    raw = await self._http.request(req.method, req.url, **send_kwargs(req))
-                except httpx.TransportError as exc:
-                    raise plan.unreachable(exc) from exc
-                return plan.check(raw)
-            except Unavailable as exc:
-                await asyncio.sleep(plan.delay(attempt, exc))
-        raise AssertionError("unreachable")
+        self._wire = AsyncTransport(self.settings, self._mounted)
 
     async def _run(self, op: Op[T]) -> T:
+        from vaultkey.client._core import advance
+
         done, step = advance(op, None)
         while not done:
-            done, step = advance(op, await self._send(step))
+            done, step = advance(op, await self._wire.send(step))
         result: T = step
         return result
 
@@ -226,7 +201,7 @@ class AsyncClient(_Base):
         return await self._run(self._ops.op_simple(method, url, json))
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._wire.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -236,4 +211,4 @@ class AsyncClient(_Base):
         await self.aclose()
 
 
-__all__ = ["AsyncClient", "Client", "Item", "VaultkeyError"]
+__all__ = ["AsyncClient", "Client", "Item"]

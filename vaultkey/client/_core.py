@@ -1,84 +1,77 @@
-"""The SDK's sans-I/O core: every operation as a generator of HTTP requests.
+"""The SDK's sans-I/O operations: each one a generator of HTTP requests.
 
-An operation (``_Ops.op_*``) yields :class:`Request` objects, receives
-:class:`Response` objects and returns its result; it builds URLs, checks
-answers, encrypts and decrypts locally, but never touches a socket. The
-blocking and asyncio clients in :mod:`vaultkey.client` only differ in how
-they send the requests, so both behave identically by construction.
+An operation (``Operations.op_*``) yields :class:`~vaultkey.client._transport.Request`
+objects, receives :class:`~vaultkey.client._transport.Response` objects and returns
+its result. It builds URLs, reads answers, encrypts and decrypts locally, but never
+touches a socket: the blocking and asyncio clients in :mod:`vaultkey.client` only
+differ in how their transport sends the requests, so both behave identically by
+construction.
+
+Each operation validates the path it is given once, before the first request names
+it; nothing after that (the recipients step, :mod:`vaultkey.crypto`) validates again.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import random
-import re
-from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from vaultkey.client import settings as _config
-from vaultkey.client._errors import error_from_response
-from vaultkey.errors import ProtocolError, Unavailable, UsageError
+from vaultkey.client._transport import Request, Response
+from vaultkey.client.item import Item
+from vaultkey.errors import InvalidPath, ProtocolError, UsageError
 from vaultkey.keys import PublicKey
 from vaultkey.paths import validate_key, validate_prefix
 
 if TYPE_CHECKING:
-    import httpx
-
+    from vaultkey.client.settings import ClientSettings
     from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    url: str
-    params: dict[str, str] | None = None
-    headers: dict[str, str] | None = None
-    content: bytes | None = None
-    json: Any = None
-
-    @property
-    def idempotent(self) -> bool:
-        return self.method == "GET"
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: Any
-
-
-@dataclass(frozen=True)
-class Item:
-    """One decrypted value and its metadata."""
-
-    path: str
-    value: bytes = field(repr=False)
-    revision: int
-    create_revision: int
-    version: int
-    recipients: tuple[str, ...]  # key ids of the stanzas
-
-
 Op = Generator[Request, Response, T]
 
 
-def _kv_url(path: str) -> str:
-    return "/v1/kv" + quote(path, safe="/")
+def advance(op: Op[T], response: Response | None) -> tuple[bool, Any]:
+    """Feed *response* to *op* (None starts it): ``(False, next request)`` or ``(True, result)``.
+
+    A malformed answer surfaces inside an operation as KeyError/TypeError/ValueError
+    (vaultkey's own errors are none of those); it is reported as one ProtocolError.
+    """
+    try:
+        request = next(op) if response is None else op.send(response)
+    except StopIteration as done:
+        return True, done.value
+    except (KeyError, TypeError, ValueError) as exc:
+        op.close()
+        raise ProtocolError(f"unexpected answer from the proxy ({type(exc).__name__}: {exc})",
+                            hint="is --addr a vaultkey proxy of a compatible version?") from exc
+    return False, request
 
 
-class _Ops:
-    """Request building, response checking and local crypto: no I/O of its own."""
+def _url(api: str, path: str) -> str:
+    return api + quote(path, safe="/")
 
-    def __init__(self, settings: _config.ClientSettings,
+
+def _listed(path: Any, prefix: str) -> str:
+    """A key path the proxy listed under *prefix*, held to the path rules (once)."""
+    try:
+        key = validate_key(path)
+    except InvalidPath as exc:
+        raise ProtocolError(f"the proxy listed an invalid key path: {exc.message}") from None
+    if not key.startswith(prefix):
+        raise ProtocolError(f"the proxy returned keys outside {prefix}: {key}")
+    return key
+
+
+class Operations:
+    """Request building, answer reading and local crypto: no I/O of its own."""
+
+    def __init__(self, settings: ClientSettings,
                  key: SecretKey | str | os.PathLike[str] | None = None,
                  trust: TrustStore | str | os.PathLike[str] | None = None) -> None:
-        self.settings = settings
         self._key_source: Any = key if key is not None else settings.key
         self._trust_source: Any = trust if trust is not None else settings.trust
         self._key: SecretKey | None = None
@@ -110,25 +103,26 @@ class _Ops:
             self._trust = src if isinstance(src, TrustStore) else TrustStore.load(src)
         return self._trust
 
-    def _decrypt(self, path: str, entry: dict[str, Any]) -> Item:
-        from vaultkey.crypto import open_envelope, parse_for_decryption
+    def _decrypt(self, key: str, entry: dict[str, Any]) -> Item:
+        """Open the envelope in *entry*, read from *key* (a validated key path)."""
+        from vaultkey.crypto import _open_validated, parse_for_decryption
         from vaultkey.errors import DecryptionError
         from vaultkey.keys import format_key_id
 
         try:
             blob = base64.b64decode(entry["envelope"], validate=True)
         except (KeyError, ValueError, TypeError):
-            raise DecryptionError(f"{path}: the proxy returned no valid envelope") from None
+            raise DecryptionError(f"{key}: the proxy returned no valid envelope") from None
         try:
             env = parse_for_decryption(blob)
-            value = open_envelope(env, path, self.secret_key())
+            value = _open_validated(env, key.encode("utf-8"), self.secret_key())
         except DecryptionError as exc:  # name the key: get_many decrypts many
-            raise DecryptionError(f"{path}: {exc.message}", hint=exc.hint) from None
+            raise DecryptionError(f"{key}: {exc.message}", hint=exc.hint) from None
         kids = tuple(format_key_id(k) for k in env.recipient_kids)
-        return Item(path, value, int(entry["revision"]), int(entry["create_revision"]),
+        return Item(key, value, int(entry["revision"]), int(entry["create_revision"]),
                     int(entry["version"]), kids)
 
-    def recipients_from(self, body: Any) -> list[PublicKey]:
+    def _recipients_from(self, body: Any) -> list[PublicKey]:
         try:
             entries = [r for g in body["groups"] for r in g["recipients"]] + list(body["escrow"])
             keys = [PublicKey.from_text(r["public_key"], "recipient from proxy") for r in entries]
@@ -144,190 +138,50 @@ class _Ops:
 
     def op_read(self, path: str) -> Op[Item]:
         key = validate_key(path)
-        resp = yield Request("GET", _kv_url(key))
+        resp = yield Request("GET", _url("/v1/kv", key))
         return self._decrypt(key, resp.body)
 
     def op_get_many(self, prefix: str) -> Op[dict[str, bytes]]:
         pfx = validate_prefix(prefix)
-        resp = yield Request("GET", _kv_url(pfx), params={"recursive": "true"})
-        entries = resp.body["entries"]
-        stray = [e["path"] for e in entries if not str(e["path"]).startswith(pfx)]
-        if stray:
-            raise ProtocolError(f"the proxy returned keys outside {pfx}: {stray[:3]}")
-        return {e["path"]: self._decrypt(e["path"], e).value for e in entries}
+        resp = yield Request("GET", _url("/v1/kv", pfx), params={"recursive": "true"})
+        entries = [(_listed(e["path"], pfx), e) for e in resp.body["entries"]]
+        return {key: self._decrypt(key, e).value for key, e in entries}
 
     def op_list(self, prefix: str) -> Op[list[str]]:
         pfx = validate_prefix(prefix)
-        resp = yield Request("GET", _kv_url(pfx), params={"list": "true"})
+        resp = yield Request("GET", _url("/v1/kv", pfx), params={"list": "true"})
         return list(resp.body["keys"])
 
     def op_recipients(self, path: str) -> Op[list[PublicKey]]:
-        key = validate_key(path)
-        resp = yield Request("GET", "/v1/recipients" + quote(key, safe="/"))
-        return self.recipients_from(resp.body)
+        return self._recipients(validate_key(path))
+
+    def _recipients(self, key: str) -> Op[list[PublicKey]]:
+        resp = yield Request("GET", _url("/v1/recipients", key))
+        return self._recipients_from(resp.body)
 
     def op_set(self, path: str, value: bytes, recipients: Sequence[PublicKey] | None,
                if_revision: int | None, create_only: bool) -> Op[int]:
-        from vaultkey.crypto import encrypt
+        from vaultkey.crypto import _encrypt_validated
 
         key = validate_key(path)
         if not isinstance(value, bytes | bytearray | memoryview):
             raise UsageError("value must be bytes (encode text first)")
         if recipients is None:
-            recipients = yield from self.op_recipients(key)
+            recipients = yield from self._recipients(key)
         headers = {"Content-Type": "application/octet-stream"}
         if if_revision is not None:
             headers["If-Match"] = str(int(if_revision))
         if create_only:
             headers["If-None-Match"] = "*"
-        blob = encrypt(bytes(value), key, list(recipients))
-        resp = yield Request("PUT", _kv_url(key), headers=headers, content=blob)
+        blob = _encrypt_validated(bytes(value), key, list(recipients))
+        resp = yield Request("PUT", _url("/v1/kv", key), headers=headers, content=blob)
         return int(resp.body["revision"])
 
     def op_delete(self, path: str, if_revision: int | None) -> Op[None]:
         key = validate_key(path)
         headers = {} if if_revision is None else {"If-Match": str(int(if_revision))}
-        yield Request("DELETE", _kv_url(key), headers=headers)
+        yield Request("DELETE", _url("/v1/kv", key), headers=headers)
 
     def op_simple(self, method: str, url: str, json: Any = None) -> Op[Any]:
         resp = yield Request(method, url, json=json)
         return resp.body
-
-    def attempts(self, req: Request) -> Attempts:
-        return Attempts(req, self.settings)
-
-    def httpx_kwargs(self) -> dict[str, Any]:
-        """:meth:`client_kwargs` for an httpx client: environment proxies only for https."""
-        return {**self.client_kwargs(), "trust_env": env_proxies_allowed(self.settings.addr)}
-
-    def client_kwargs(self) -> dict[str, Any]:
-        import ssl
-
-        s = self.settings
-        _check_addr(s.addr)
-        for what, path in (("CA certificate", s.cacert), ("client certificate", s.client_cert),
-                           ("client key", s.client_key)):
-            if path and not os.path.isfile(path):
-                raise UsageError(f"{what} {path}: no such file")
-        if bool(s.client_cert) != bool(s.client_key):
-            raise UsageError("a client certificate and its key go together")
-        if s.cacert:
-            verify = ssl.create_default_context(cafile=s.cacert)
-        else:  # the same public CA bundle httpx uses by default
-            import certifi
-
-            verify = ssl.create_default_context(cafile=certifi.where())
-        if s.client_cert and s.client_key:
-            verify.load_cert_chain(s.client_cert, s.client_key)
-        headers = {"User-Agent": "vaultkey-sdk"}
-        if s.token:
-            if not _TOKEN_CHARS.fullmatch(s.token):
-                # Never echo it: a token with a stray newline would end up in the message.
-                raise UsageError("the token contains spaces or control characters",
-                                 hint="check VAULTKEY_TOKEN / the token file")
-            headers["Authorization"] = f"Bearer {s.token}"
-        return {"base_url": s.addr.rstrip("/"), "verify": verify, "headers": headers,
-                "timeout": s.timeout}
-
-
-_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
-
-
-def env_proxies_allowed(addr: str) -> bool:
-    """May requests to *addr* go through a forward proxy from HTTP(S)_PROXY / ALL_PROXY?
-
-    Only for ``https://``: a proxy then just tunnels (CONNECT) TLS it cannot read. Why
-    never for ``http://`` (loopback only, ``serve --insecure``): a forward proxy receives
-    a plain-HTTP request whole, Authorization header included, so HTTP_PROXY would hand
-    the token to the proxy (and whoever is on the way to it) in clear text.
-    """
-    return urlsplit(addr).scheme == "https"
-
-
-def _check_addr(addr: str) -> None:
-    """TLS everywhere except loopback: a token must not cross a network in clear text."""
-    parts = urlsplit(addr)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise UsageError(f"bad proxy address {addr!r}: use https://HOST:PORT")
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
-        raise UsageError(f"refusing to send a token over plain HTTP to {parts.hostname}",
-                         hint="use an https:// address")
-
-
-class Attempts:
-    """The retry plan of one request: reads are retried on 503 and connection errors
-    with jittered exponential backoff (honouring Retry-After up to 2 s); writes never
-    are, since a write that timed out may still have been applied."""
-
-    def __init__(self, req: Request, settings: _config.ClientSettings) -> None:
-        self.total = settings.retries + 1 if req.idempotent else 1
-        self.addr = settings.addr
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.total))
-
-    def check(self, raw: httpx.Response) -> Response:
-        return _response(raw, self.addr)
-
-    def unreachable(self, exc: Exception) -> Unavailable:
-        return _unreachable(self.addr, exc)
-
-    def delay(self, attempt: int, error: Unavailable) -> float:
-        """Seconds to wait before the next attempt; re-raises *error* after the last."""
-        if attempt + 1 >= self.total or not error.retryable:
-            raise error
-        base = min(2.0, 0.1 * 2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
-        return float(max(base, min(error.retry_after or 0.0, 2.0)))
-
-
-def send_kwargs(req: Request) -> dict[str, Any]:
-    return {"params": req.params, "headers": req.headers, "content": req.content,
-            "json": req.json}
-
-
-def _response(resp: httpx.Response, addr: str) -> Response:
-    try:
-        body = resp.json()
-    except ValueError:
-        body = None
-    if resp.status_code >= 400:
-        error = error_from_response(resp.status_code, body, addr)
-        retry_after = resp.headers.get("retry-after", "")
-        if isinstance(error, Unavailable) and retry_after.isdigit():
-            error.retry_after = float(retry_after)
-        raise error
-    if resp.status_code != 200 or not isinstance(body, dict):
-        raise ProtocolError(
-            f"{addr} did not answer like a vaultkey proxy (HTTP {resp.status_code}, "
-            f"{resp.headers.get('content-type', 'no content type')})",
-            hint="check --addr / VAULTKEY_ADDR")
-    return Response(resp.status_code, body)
-
-
-def advance(op: Op[T], response: Response | None) -> tuple[bool, Any]:
-    """Feed *response* to *op* (None starts it): ``(False, next request)`` or ``(True, result)``.
-
-    A malformed answer surfaces inside an operation as KeyError/TypeError/ValueError
-    (vaultkey's own errors are none of those); it is reported as one ProtocolError.
-    """
-    try:
-        request = next(op) if response is None else op.send(response)
-    except StopIteration as done:
-        return True, done.value
-    except (KeyError, TypeError, ValueError) as exc:
-        op.close()
-        raise ProtocolError(f"unexpected answer from the proxy ({type(exc).__name__}: {exc})",
-                            hint="is --addr a vaultkey proxy of a compatible version?") from exc
-    return False, request
-
-
-def _unreachable(addr: str, exc: Exception) -> Unavailable:
-    # A local protocol error quotes the offending header, which may hold the token.
-    detail = type(exc).__name__ if type(exc).__name__ == "LocalProtocolError" else str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
-        # Retrying will not help: the proxy's certificate is not signed by the CA we trust.
-        return Unavailable(f"TLS verification of {addr} failed: {detail}", retryable=False,
-                           hint="check --cacert / VAULTKEY_CACERT (the CA that signed the "
-                           "proxy's certificate) and that the certificate has not expired")
-    return Unavailable(f"cannot reach the vaultkey proxy at {addr}: {detail}",
-                       hint="check --addr / VAULTKEY_ADDR and that the proxy is running")

@@ -3,6 +3,8 @@
 ``httpx`` costs ~40 ms to import, a third of a whole ``vaultkey get``. The CLI
 makes one or two requests per process, so it sends them with ``http.client``
 over one keep-alive connection instead; the long-lived SDK clients keep httpx.
+It never uses a forward proxy: where one is configured for an ``https://``
+address, the CLI takes httpx too (:func:`vaultkey.client._transport.proxy_configured`).
 Same interface as the part of ``httpx.Client`` the SDK uses::
 
     conn = LiteConnection(base_url="https://127.0.0.1:8443", verify=ssl_context,
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import http.client
 import json as _json
-import os
 import ssl
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -108,17 +109,3 @@ class LiteConnection:
             self._conn = None
         self._used = False
 
-
-def proxy_configured(url: str) -> bool:
-    """True if the environment asks for an HTTP proxy for an ``https://`` *url* (then the
-    CLI uses httpx, which honours HTTPS_PROXY / ALL_PROXY / NO_PROXY and tunnels TLS
-    through the proxy with CONNECT, so CLI and SDK take the same path).
-
-    Always False for ``http://``: a plain-HTTP request sent to a forward proxy carries
-    the token in clear text, so such addresses (loopback only) are always reached
-    directly, as :class:`LiteConnection` does (http.client never uses a proxy).
-    """
-    if urlsplit(url).scheme != "https":
-        return False
-    return any(os.environ.get(n) or os.environ.get(n.upper()) for n in ("https_proxy",
-                                                                         "all_proxy"))

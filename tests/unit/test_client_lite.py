@@ -1,4 +1,4 @@
-"""The CLI's stdlib HTTP client against a real local socket server."""
+"""The CLI's stdlib HTTP client (client/_lite.py) against a real local socket server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from vaultkey.client._lite import LiteConnection, LiteTransportError, proxy_configured
+from vaultkey.client._lite import LiteConnection, LiteTransportError
 
 BODY = b'{"ok":true}'
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -60,22 +60,3 @@ def test_the_address_path_prefixes_requests_like_httpx():
     _lite(port, "/vault/").request("GET", "/v1/whoami", params={"list": "true"})
     assert seen == [b"GET /vault/v1/whoami?list=true HTTP/1.1"]
 
-
-def test_proxy_variables_are_noticed(monkeypatch):
-    for name in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "http_proxy",
-                 "HTTP_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    assert not proxy_configured("https://vk:8443")
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
-    assert proxy_configured("https://vk:8443")
-    assert proxy_configured("HTTPS://vk:8443")
-    assert not proxy_configured("http://127.0.0.1:8443")
-
-
-def test_plain_http_never_takes_a_proxy(monkeypatch):
-    # A forward proxy would see the Authorization header of a plain-HTTP request.
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "https_proxy"):
-        monkeypatch.setenv(name, "http://proxy:3128")
-    assert not proxy_configured("http://127.0.0.1:8443")
-    assert not proxy_configured("HTTP://localhost:8443")
-    assert proxy_configured("https://127.0.0.1:8443")  # CONNECT: the proxy sees only TLS

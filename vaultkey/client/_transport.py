@@ -1,0 +1,305 @@
+"""The SDK's one HTTP boundary: everything between an operation's Request and its Response.
+
+* the connection: TLS context, token header and address rules (:func:`connection_kwargs`),
+  over httpx, or over :mod:`http.client` for the CLI (:mod:`vaultkey.client._lite`);
+* the retry plan of each request (:class:`Attempts`);
+* status checks, and the mapping of transport errors and of JSON error bodies to
+  the vaultkey exception tree (:func:`error_from_response`), raised ``from`` the cause.
+
+:class:`Transport` (blocking) and :class:`AsyncTransport` send a :class:`Request`
+and return a :class:`Response`; the operations in :mod:`vaultkey.client._core`
+never see anything else::
+
+    >>> error_from_response(403, {"error": {"code": "permission_denied", "message": "no"}})
+    PermissionDenied('no')
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from vaultkey._net import is_loopback
+from vaultkey.errors import (
+    Conflict,
+    MalformedEnvelope,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    RequestTimeout,
+    StoreError,
+    Unauthenticated,
+    Unavailable,
+    UsageError,
+    ValueTooLarge,
+    VaultkeyError,
+)
+
+if TYPE_CHECKING:
+    import ssl
+
+    from vaultkey.client.settings import ClientSettings
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    url: str
+    params: dict[str, str] | None = None
+    headers: dict[str, str] | None = None
+    content: bytes | None = None
+    json: Any = None
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method == "GET"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A vaultkey proxy's answer that passed the checks: HTTP 200 and a JSON object."""
+
+    status: int
+    body: Any
+
+
+# -- the connection -------------------------------------------------------------------
+
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def connection_kwargs(s: ClientSettings) -> dict[str, Any]:
+    """``base_url``, ``verify``, ``headers`` and ``timeout`` for httpx or LiteConnection."""
+    _check_addr(s.addr)
+    headers = {"User-Agent": "vaultkey-sdk"}
+    if s.token:
+        if not _TOKEN_CHARS.fullmatch(s.token):
+            # Never echo it: a token with a stray newline would end up in the message.
+            raise UsageError("the token contains spaces or control characters",
+                             hint="check VAULTKEY_TOKEN / the token file")
+        headers["Authorization"] = f"Bearer {s.token}"
+    return {"base_url": s.addr.rstrip("/"), "verify": _tls_context(s), "headers": headers,
+            "timeout": s.timeout}
+
+
+def _check_addr(addr: str) -> None:
+    """TLS everywhere except loopback: a token must not cross a network in clear text."""
+    try:
+        parts = urlsplit(addr)
+        scheme, host, _port = parts.scheme, parts.hostname, parts.port  # a bad port raises
+    except ValueError:
+        scheme, host = "", None
+    if not host or scheme not in ("https", "http"):
+        raise UsageError(f"bad proxy address {addr!r}: use https://HOST:PORT")
+    if scheme == "http" and not is_loopback(host):
+        raise UsageError(f"refusing to send a token over plain HTTP to {host}",
+                         hint="use an https:// address")
+
+
+def _tls_context(s: ClientSettings) -> ssl.SSLContext:
+    import ssl
+
+    for what, path in (("CA certificate", s.cacert), ("client certificate", s.client_cert),
+                       ("client key", s.client_key)):
+        if path and not os.path.isfile(path):
+            raise UsageError(f"{what} {path}: no such file")
+    if bool(s.client_cert) != bool(s.client_key):
+        raise UsageError("a client certificate and its key go together")
+    if s.cacert:
+        context = ssl.create_default_context(cafile=s.cacert)
+    else:  # the same public CA bundle httpx uses by default
+        import certifi
+
+        context = ssl.create_default_context(cafile=certifi.where())
+    if s.client_cert and s.client_key:
+        context.load_cert_chain(s.client_cert, s.client_key)
+    return context
+
+
+def env_proxies_allowed(addr: str) -> bool:
+    """May requests to *addr* go through a forward proxy from HTTP(S)_PROXY / ALL_PROXY?
+
+    Only for ``https://``: a proxy then just tunnels (CONNECT) TLS it cannot read. Why
+    never for ``http://`` (loopback only, ``serve --insecure``): a forward proxy receives
+    a plain-HTTP request whole, Authorization header included, so HTTP_PROXY would hand
+    the token to the proxy (and whoever is on the way to it) in clear text.
+    """
+    return urlsplit(addr).scheme == "https"
+
+
+def proxy_configured(addr: str) -> bool:
+    """True if the environment names a forward proxy that requests to *addr* would take.
+
+    The CLI then uses httpx, which honours HTTPS_PROXY / ALL_PROXY / NO_PROXY and
+    tunnels TLS with CONNECT, so CLI and SDK take the same path. Always False for
+    ``http://`` (see :func:`env_proxies_allowed`): LiteConnection never uses a proxy.
+    """
+    return env_proxies_allowed(addr) and any(
+        os.environ.get(n) or os.environ.get(n.upper()) for n in ("https_proxy", "all_proxy"))
+
+
+def _httpx_kwargs(settings: ClientSettings, mounted: Any) -> dict[str, Any]:
+    return {**connection_kwargs(settings), "transport": mounted,
+            "trust_env": env_proxies_allowed(settings.addr)}
+
+
+class Transport:
+    """Blocking: one keep-alive connection; each request sent with its retry plan.
+
+    *mounted* is an httpx transport given by the caller (a MockTransport, a proxy
+    mount); *lite* asks for :mod:`http.client` instead of httpx where no forward proxy
+    is configured (the CLI's short-lived processes, see :mod:`vaultkey.client._lite`).
+    """
+
+    def __init__(self, settings: ClientSettings, mounted: Any = None, *,
+                 lite: bool = False) -> None:
+        self.settings = settings
+        self.errors: tuple[type[Exception], ...]
+        if lite and mounted is None and not proxy_configured(settings.addr):
+            from vaultkey.client._lite import LiteConnection, LiteTransportError
+
+            self.http: Any = LiteConnection(**connection_kwargs(settings))
+            self.errors = (LiteTransportError,)
+        else:
+            import httpx
+
+            self.http = httpx.Client(**_httpx_kwargs(settings, mounted))
+            self.errors = (httpx.TransportError,)
+
+    def send(self, req: Request) -> Response:
+        plan = Attempts(req, self.settings)
+        for attempt in plan:
+            try:
+                try:
+                    raw = self.http.request(req.method, req.url, **plan.send_kwargs)
+                except self.errors as exc:
+                    raise plan.unreachable(exc) from exc
+                return plan.check(raw)
+            except Unavailable as exc:
+                time.sleep(plan.delay(attempt, exc))
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class AsyncTransport:
+    """asyncio: the same as :class:`Transport`, over ``httpx.AsyncClient``."""
+
+    def __init__(self, settings: ClientSettings, mounted: Any = None) -> None:
+        import httpx
+
+        self.settings = settings
+        self.http = httpx.AsyncClient(**_httpx_kwargs(settings, mounted))
+        self.errors = (httpx.TransportError,)
+
+    async def send(self, req: Request) -> Response:
+        import asyncio
+
+        plan = Attempts(req, self.settings)
+        for attempt in plan:
+            try:
+                try:
+                    raw = await self.http.request(req.method, req.url, **plan.send_kwargs)
+                except self.errors as exc:
+                    raise plan.unreachable(exc) from exc
+                return plan.check(raw)
+            except Unavailable as exc:
+                await asyncio.sleep(plan.delay(attempt, exc))
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+# -- retries and answers ----------------------------------------------------------------
+
+class Attempts:
+    """The retry plan of one request: reads are retried on 503 and connection errors
+    with jittered exponential backoff (honouring Retry-After up to 2 s); writes never
+    are, since a write that timed out may still have been applied."""
+
+    def __init__(self, req: Request, settings: ClientSettings) -> None:
+        self.total = settings.retries + 1 if req.idempotent else 1
+        self.addr = settings.addr
+        self.send_kwargs = {"params": req.params, "headers": req.headers,
+                            "content": req.content, "json": req.json}
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.total))
+
+    def check(self, raw: Any) -> Response:
+        """*raw* (an httpx or lite response) as a Response, or its error raised."""
+        try:
+            body = raw.json()
+        except ValueError:
+            body = None
+        if raw.status_code >= 400:
+            error = error_from_response(raw.status_code, body, self.addr)
+            retry_after = raw.headers.get("retry-after", "")
+            if isinstance(error, Unavailable) and retry_after.isdigit():
+                error.retry_after = float(retry_after)
+            raise error
+        if raw.status_code != 200 or not isinstance(body, dict):
+            raise ProtocolError(
+                f"{self.addr} did not answer like a vaultkey proxy (HTTP {raw.status_code}, "
+                f"{raw.headers.get('content-type', 'no content type')})",
+                hint="check --addr / VAULTKEY_ADDR")
+        return Response(raw.status_code, body)
+
+    def unreachable(self, exc: Exception) -> Unavailable:
+        # A local protocol error quotes the offending header, which may hold the token.
+        name = type(exc).__name__
+        detail = name if name == "LocalProtocolError" else str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
+            # Retrying will not help: the proxy's certificate is not signed by the CA we trust.
+            return Unavailable(f"TLS verification of {self.addr} failed: {detail}",
+                               retryable=False,
+                               hint="check --cacert / VAULTKEY_CACERT (the CA that signed the "
+                               "proxy's certificate) and that the certificate has not expired")
+        return Unavailable(f"cannot reach the vaultkey proxy at {self.addr}: {detail}",
+                           hint="check --addr / VAULTKEY_ADDR and that the proxy is running")
+
+    def delay(self, attempt: int, error: Unavailable) -> float:
+        """Seconds to wait before the next attempt; re-raises *error* after the last."""
+        if attempt + 1 >= self.total or not error.retryable:
+            raise error
+        base = min(2.0, 0.1 * 2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
+        return float(max(base, min(error.retry_after or 0.0, 2.0)))
+
+
+# The errors a proxy answers with, each found by the http_status and code it declares.
+_WIRE: tuple[type[VaultkeyError], ...] = (
+    Unauthenticated, PermissionDenied, NotFound, Conflict, ValueTooLarge, MalformedEnvelope,
+    UsageError, RequestTimeout, StoreError, Unavailable,
+)
+_UNAUTHENTICATED_HINT = ("check VAULTKEY_TOKEN / --token-file; group tokens come from "
+                         "`vaultkey token create`")
+
+
+def error_from_response(status: int, body: Any, addr: str = "the proxy") -> VaultkeyError:
+    """Map an error response to the vaultkey exception tree."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        # Not a vaultkey error body: a gateway, a load balancer, or the wrong address.
+        if status in (502, 503, 504):
+            return Unavailable(f"HTTP {status} from {addr}, not from a vaultkey proxy",
+                               hint="a gateway in front of the proxy could not reach it")
+        return ProtocolError(f"{addr} answered HTTP {status}, which is not a vaultkey answer",
+                             hint="check --addr / VAULTKEY_ADDR")
+    message = str(error.get("message") or f"HTTP {status}")
+    hint = error.get("hint")
+    by_status = [cls for cls in _WIRE if cls.http_status == status]
+    if not by_status:
+        return ProtocolError(f"unexpected HTTP {status} from {addr}: {message}")
+    exact = [cls for cls in by_status if cls.code == error.get("code")]
+    cls = (exact or by_status)[-1]
+    if cls is Unauthenticated:
+        hint = _UNAUTHENTICATED_HINT
+    return cls(message, hint=hint if isinstance(hint, str) else None)
