@@ -16,25 +16,58 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vaultkey import errors as _errors
 from vaultkey._version import __version__
+from vaultkey.errors import (  # re-exported: every error class is public
+    Conflict as Conflict,
+)
 from vaultkey.errors import (
-    Conflict,
-    DecryptionError,
-    InvalidPath,
-    KeyFileError,
-    MalformedEnvelope,
-    NotFound,
-    PermissionDenied,
-    PolicyError,
-    ProtocolError,
-    RequestTimeout,
-    StoreError,
-    Unauthenticated,
-    Unavailable,
-    UntrustedRecipient,
-    UsageError,
-    ValueTooLarge,
-    VaultkeyError,
+    DecryptionError as DecryptionError,
+)
+from vaultkey.errors import (
+    InvalidPath as InvalidPath,
+)
+from vaultkey.errors import (
+    KeyFileError as KeyFileError,
+)
+from vaultkey.errors import (
+    MalformedEnvelope as MalformedEnvelope,
+)
+from vaultkey.errors import (
+    NotFound as NotFound,
+)
+from vaultkey.errors import (
+    PermissionDenied as PermissionDenied,
+)
+from vaultkey.errors import (
+    PolicyError as PolicyError,
+)
+from vaultkey.errors import (
+    ProtocolError as ProtocolError,
+)
+from vaultkey.errors import (
+    RequestTimeout as RequestTimeout,
+)
+from vaultkey.errors import (
+    StoreError as StoreError,
+)
+from vaultkey.errors import (
+    Unauthenticated as Unauthenticated,
+)
+from vaultkey.errors import (
+    Unavailable as Unavailable,
+)
+from vaultkey.errors import (
+    UntrustedRecipient as UntrustedRecipient,
+)
+from vaultkey.errors import (
+    UsageError as UsageError,
+)
+from vaultkey.errors import (
+    ValueTooLarge as ValueTooLarge,
+)
+from vaultkey.errors import (
+    VaultkeyError as VaultkeyError,
 )
 from vaultkey.keys import PublicKey
 
@@ -63,31 +96,6 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = [
-    "AsyncClient",
-    "Client",
-    "Conflict",
-    "DecryptionError",
-    "InvalidPath",
-    "Item",
-    "KeyFileError",
-    "MalformedEnvelope",
-    "NotFound",
-    "PermissionDenied",
-    "PolicyError",
-    "ProtocolError",
-    "PublicKey",
-    "RequestTimeout",
-    "SecretKey",
-    "StoreError",
-    "TrustStore",
-    "Unauthenticated",
-    "Unavailable",
-    "UntrustedRecipient",
-    "UsageError",
-    "ValueTooLarge",
-    "VaultkeyError",
-    "__version__",
-    "decrypt",
-    "encrypt",
-]
+__all__ = ["AsyncClient", "Client", "Item", "PublicKey", "SecretKey", "TrustStore",
+           "__version__", "decrypt", "encrypt"]
+__all__ += _errors.__all__  # every error class is public

@@ -45,30 +45,31 @@ def check_private(st: os.stat_result, path: str | os.PathLike[str], what: str,
 
 
 def read_private(path: str | os.PathLike[str], what: str,
-                 error: type[VaultkeyError] = UsageError) -> bytes:
-    """The contents of a small secret file (token, password), checked like a key file.
+                 error: type[VaultkeyError] = UsageError, *, key_file: bool = False) -> bytes:
+    """The contents of a small secret file (token, password, key), checked like ssh does.
 
-    Symlinks are followed, and the mode checked is the target's: Kubernetes and other
-    secret mounts are symlinks, and a link's own mode means nothing. The check is made
-    on the opened descriptor (``fstat``), so the file checked is the file read. A regular
-    file or a pipe (``--token-file <(pass show vk)``) is accepted; a directory, device
-    or socket is not.
+    The check is made on the opened descriptor (``fstat``), so the file checked is the
+    file read. For tokens and passwords symlinks are followed and the target's mode is
+    checked (Kubernetes and other secret mounts are symlinks), and a pipe
+    (``--token-file <(pass show vk)``) is accepted. A ``key_file`` must be a regular file
+    that is not a symlink. A directory, device or socket is never accepted.
     """
     p = Path(path).expanduser()
+    # O_NONBLOCK: opening a FIFO nobody writes to must not hang before the type check.
+    flags = os.O_RDONLY | os.O_NONBLOCK | (os.O_NOFOLLOW if key_file else 0)
     try:
-        # O_NONBLOCK: opening a FIFO nobody writes to must not hang before the type check.
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(p, flags)
     except OSError as exc:
-        raise error(f"cannot read {what} {p}: {exc.strerror}") from exc
+        raise error(f"{p}: cannot open {what}: {exc.strerror}") from exc
     try:
         st = os.fstat(fd)
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-            raise error(f"{what} {p} is not a regular file")
+        if not (stat.S_ISREG(st.st_mode) or (stat.S_ISFIFO(st.st_mode) and not key_file)):
+            raise error(f"{p}: {what} is not a regular file")
         check_private(st, p, what, error)
         os.set_blocking(fd, True)  # a pipe's writer may not have written yet
         with os.fdopen(fd, "rb", closefd=False) as fh:
             return fh.read(MAX_SECRET_FILE_BYTES)
     except OSError as exc:
-        raise error(f"cannot read {what} {p}: {exc.strerror}") from exc
+        raise error(f"{p}: cannot read {what}: {exc.strerror}") from exc
     finally:
         os.close(fd)

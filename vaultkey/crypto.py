@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import nacl.exceptions
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from vaultkey._files import write_private
+from vaultkey._files import read_private, write_private
 from vaultkey.envelope import (
     MAX_ENVELOPE_BYTES,
     NONCE_BYTES,
@@ -98,33 +97,14 @@ class SecretKey:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SecretKey:
-        """Load a secret key file, refusing one readable by group or others (like ssh)."""
-        p = Path(path)
-        try:
-            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as exc:
-            raise KeyFileError(f"{p}: cannot open secret key file: {exc.strerror}") from exc
-        try:
-            # fstat the descriptor we read from, so the check and the read see one file.
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise KeyFileError(f"{p}: not a regular file")
-            mode = stat.S_IMODE(st.st_mode)
-            if mode & 0o077:
-                raise KeyFileError(
-                    f"{p}: permissions {mode:04o} are too open; a secret key file must "
-                    "not be readable by group or others",
-                    hint=f"run: chmod 600 {p}",
-                )
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                data = fh.read(64 * 1024)
-        finally:
-            os.close(fd)
+        """Load a secret key file, refusing one readable by group or others (like ssh),
+        a symlink, or anything but a regular file."""
+        data = read_private(path, "secret key file", KeyFileError, key_file=True)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            raise KeyFileError(f"{p}: not a vaultkey key file (not UTF-8 text)") from None
-        return cls.from_text(text, str(p))
+            raise KeyFileError(f"{path}: not a vaultkey key file (not UTF-8 text)") from None
+        return cls.from_text(text, str(path))
 
     def to_file_text(self, comment: str = "") -> str:
         head = "# vaultkey secret key (X25519): keep this file private (mode 0600)\n"

@@ -41,6 +41,18 @@ class VaultkeyError(Exception):
     http_status: int = 500
     code: str = "internal"
 
+    def __init_subclass__(cls, *, http_status: int | None = None, code: str | None = None,
+                          exit_code: int | None = None) -> None:
+        # Why keywords: each class states its HTTP status, wire code and CLI exit code on
+        # one line, and the proxy, the SDK and the CLI all read them from here.
+        super().__init_subclass__()
+        if http_status is not None:
+            cls.http_status = http_status
+        if code is not None:
+            cls.code = code
+        if exit_code is not None:
+            cls.exit_code = exit_code
+
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -53,67 +65,40 @@ class VaultkeyError(Exception):
         return self.message
 
 
-class UsageError(VaultkeyError):
+class UsageError(VaultkeyError, http_status=422, code="invalid_request", exit_code=64):
     """The caller passed something invalid (argument, option, value)."""
-
-    http_status = 422
-    code = "invalid_request"
-
-    exit_code = 64
 
 
 class InvalidPath(UsageError):
     """A key path or prefix breaks the path rules (see docs/FORMAT.md)."""
 
 
-class ValueTooLarge(UsageError):
+class ValueTooLarge(UsageError, http_status=413, code="value_too_large"):
     """The envelope would exceed etcd's request size limit."""
 
-    http_status = 413
-    code = "value_too_large"
 
-
-class RequestTimeout(UsageError):
+class RequestTimeout(UsageError, http_status=408, code="request_timeout"):
     """The client did not send the whole request in time (the proxy's body timeout)."""
 
-    http_status = 408
-    code = "request_timeout"
 
-
-class KeyFileError(VaultkeyError):
+class KeyFileError(VaultkeyError, exit_code=66):
     """A key file cannot be used: missing, too open, corrupted or of the wrong type."""
 
-    exit_code = 66
 
-
-class MalformedEnvelope(VaultkeyError):
+class MalformedEnvelope(VaultkeyError, http_status=422, code="invalid_envelope", exit_code=65):
     """The bytes are not a well-formed vaultkey envelope (parse-time check)."""
 
-    http_status = 422
-    code = "invalid_envelope"
 
-    exit_code = 65
-
-
-class DecryptionError(VaultkeyError):
+class DecryptionError(VaultkeyError, exit_code=7):
     """Decryption failed. The message never says anything about the plaintext."""
 
-    exit_code = 7
 
-
-class UntrustedRecipient(VaultkeyError):
+class UntrustedRecipient(VaultkeyError, exit_code=9):
     """A recipient key offered by the proxy is not in the client's trust store."""
 
-    exit_code = 9
 
-
-class PolicyError(VaultkeyError):
+class PolicyError(VaultkeyError, http_status=500, code="policy_error", exit_code=78):
     """A policy file is invalid."""
-
-    http_status = 500
-    code = "policy_error"
-
-    exit_code = 78
 
     def __init__(
         self, message: str, *, source: str | None = None, line: int | None = None
@@ -127,49 +112,24 @@ class PolicyError(VaultkeyError):
         self.reason = message
 
 
-class NotFound(VaultkeyError):
+class NotFound(VaultkeyError, http_status=404, code="not_found", exit_code=3):
     """The key does not exist (only ever reported to callers allowed to read it)."""
 
-    http_status = 404
-    code = "not_found"
 
-    exit_code = 3
-
-
-class PermissionDenied(VaultkeyError):
+class PermissionDenied(VaultkeyError, http_status=403, code="permission_denied", exit_code=4):
     """The caller's group may not do this on this path."""
 
-    http_status = 403
-    code = "permission_denied"
 
-    exit_code = 4
-
-
-class Unauthenticated(VaultkeyError):
+class Unauthenticated(VaultkeyError, http_status=401, code="unauthenticated", exit_code=5):
     """No token, or the token is unknown, expired or revoked."""
 
-    http_status = 401
-    code = "unauthenticated"
 
-    exit_code = 5
-
-
-class Conflict(VaultkeyError):
+class Conflict(VaultkeyError, http_status=409, code="conflict", exit_code=6):
     """A compare-and-swap or create-only write lost the race."""
 
-    http_status = 409
-    code = "conflict"
 
-    exit_code = 6
-
-
-class Unavailable(VaultkeyError):
+class Unavailable(VaultkeyError, http_status=503, code="unavailable", exit_code=8):
     """etcd or the proxy cannot be reached; retrying later may succeed."""
-
-    http_status = 503
-    code = "unavailable"
-
-    exit_code = 8
 
     def __init__(
         self, message: str, *, hint: str | None = None, retry_after: float | None = None,
@@ -180,19 +140,12 @@ class Unavailable(VaultkeyError):
         self.retryable = retryable
 
 
-class StoreError(VaultkeyError):
+class StoreError(VaultkeyError, http_status=502, code="store_error", exit_code=8):
     """etcd answered with an error that is neither unavailability nor a conflict."""
 
-    http_status = 502
-    code = "store_error"
 
-    exit_code = 8
-
-
-class ProtocolError(VaultkeyError):
+class ProtocolError(VaultkeyError, exit_code=1):
     """The answer was not what a vaultkey proxy sends (wrong address, a gateway, a bug)."""
-
-    exit_code = 1
 
 
 __all__ = [

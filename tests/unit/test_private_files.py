@@ -62,7 +62,7 @@ def test_symlinks_are_followed_and_the_target_is_checked(tmp_path):
 def test_directories_and_missing_files_are_clear_errors(tmp_path):
     with pytest.raises(vaultkey.UsageError, match="is not a regular file"):
         read_private(tmp_path, "token file")
-    with pytest.raises(vaultkey.UsageError, match=r"cannot read token file .*No such file"):
+    with pytest.raises(vaultkey.UsageError, match=r"missing: cannot open token file: No such file"):
         read_private(tmp_path / "missing", "token file")
     with pytest.raises(vaultkey.UsageError, match="is empty"):
         resolve({"token_file": str(_token_file(tmp_path, 0o600, "\n"))}, env={},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vaultkey.errors import UsageError
-from vaultkey.proxy.config import ProxyConfig, is_loopback
+from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.store.etcdconn import EtcdSettings
 from vaultkey.proxy.tokens import hash_token, new_token, parse_token_id, parse_ttl
 
@@ -45,13 +45,6 @@ def test_insecure_loopback_is_accepted(tmp_path):
 def test_config_repr_hides_secrets(tmp_path):
     text = repr(cfg(tmp_path, etcd=EtcdSettings(user="u", password="hunter2-etcd")))
     assert ADMIN not in text and "hunter2-etcd" not in text
-
-
-@pytest.mark.parametrize(("host", "loop"), [("127.0.0.1", True), ("127.9.9.9", True),
-                                             ("::1", True), ("localhost", True),
-                                             ("0.0.0.0", False), ("example.com", False)])
-def test_is_loopback(host, loop):
-    assert is_loopback(host) is loop
 
 
 def test_tokens_are_random_prefixed_and_parseable():

@@ -86,8 +86,9 @@ def dev(directory: str | None, listen: str) -> None:
 
     from vaultkey._dev.etcdproc import EtcdProcess, free_port
     from vaultkey._files import write_private
+    from vaultkey._net import is_loopback
     from vaultkey.errors import UsageError
-    from vaultkey.proxy.config import ProxyConfig, is_loopback, split_listen
+    from vaultkey.proxy.config import ProxyConfig, split_listen
     from vaultkey.proxy.server import check_can_listen, serve
     from vaultkey.proxy.store.etcdconn import EtcdSettings
 

@@ -14,11 +14,11 @@ the combined result::
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vaultkey._net import is_loopback
 from vaultkey.errors import UsageError
 from vaultkey.proxy.protocol import ConnectionLimits
 from vaultkey.proxy.store.etcdconn import EtcdSettings
@@ -32,15 +32,6 @@ def split_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise UsageError(f"bad --listen {listen!r}: use HOST:PORT, e.g. 127.0.0.1:8443")
     return host.strip("[]"), int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # The segments under a root that a vaultkey proxy writes (see state.py).
