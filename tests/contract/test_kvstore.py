@@ -14,7 +14,7 @@ import pytest
 
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
 from vaultkey.errors import Conflict, InvalidPath, Unavailable, ValueTooLarge
-from vaultkey.proxy.store.base import KVStore
+from vaultkey.proxy.store.base import KVStore, WatchCompacted
 from vaultkey.proxy.store.etcd import EtcdKV, EtcdStore
 from vaultkey.proxy.store.memory import MemoryKV
 
@@ -161,5 +161,69 @@ def test_limits_paths_and_compaction(backend):
         backend.compact(newer)
         with pytest.raises(Unavailable, match="compacted"):
             await kv.list_keys("/s/", revision=old)
+
+    run(go())
+
+
+def test_watch_delivers_every_change_in_order_from_a_start_revision(backend):
+    async def go() -> None:
+        kv = backend.kv
+        first = await kv.put("/w/a", b"1")
+        await kv.put("/w/b", b"2")
+        await kv.delete("/w/a")
+        seen: list[tuple[str, str | None, bytes]] = []
+        stream = kv.watch(first)
+        async with asyncio.timeout(10):
+            async for batch in stream:
+                seen += [(e.kind, e.path, e.value) for e in batch.events]
+                if len(seen) == 3:
+                    await kv.put("/w/c", b"live")
+                if len(seen) == 4:
+                    break
+        await stream.aclose()
+        assert seen == [("put", "/w/a", b"1"), ("put", "/w/b", b"2"), ("delete", "/w/a", b""),
+                        ("put", "/w/c", b"live")]
+
+    run(go())
+
+
+def test_watch_from_a_compacted_revision_says_so(backend):
+    async def go() -> None:
+        kv = backend.kv
+        old = await kv.put("/wc/a", b"1")
+        newer = await kv.put("/wc/a", b"2")
+        backend.compact(newer)
+        with pytest.raises(WatchCompacted):
+            async with asyncio.timeout(10):
+                async for _batch in kv.watch(old):
+                    pass
+
+    run(go())
+
+
+def test_leases_attach_renew_and_delete_their_keys(backend):
+    async def go() -> None:
+        kv = backend.kv
+        lease = await kv.grant_lease(30)
+        await kv.put("/t/a", b"v", lease=lease)
+        await kv.put("/t/b", b"v")
+        assert await kv.keepalive(lease) > 0
+        await kv.revoke_lease(lease)
+        assert await kv.get("/t/a") is None and await kv.get("/t/b") is not None
+        assert await kv.keepalive(lease) == 0
+        await kv.revoke_lease(lease)  # twice: nothing to do, no error
+
+    run(go())
+
+
+def test_a_lease_that_is_not_kept_alive_expires_with_its_keys(backend):
+    async def go() -> None:
+        kv = backend.kv
+        lease = await kv.grant_lease(2)  # etcd's minimum TTL
+        await kv.put("/e/a", b"v", lease=lease)
+        deadline = asyncio.get_running_loop().time() + 6
+        while await kv.get("/e/a") is not None:
+            assert asyncio.get_running_loop().time() < deadline, "lease did not expire"
+            await asyncio.sleep(0.1)
 
     run(go())

@@ -11,17 +11,19 @@ deterministic route tests (never a production option)::
     page = await store.list_keys("/app/")                  # keys only, paged
     await store.put("/app/db", new, if_revision=entry.mod_revision)   # CAS
 
-Watches and leases join this protocol with the watch issue.
+Watches (``watch``) and TTL leases (``grant_lease``, ``keepalive``,
+``revoke_lease``, ``put(lease=)``) are part of the contract too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from vaultkey.envelope import ETCD_MAX_REQUEST_BYTES
-from vaultkey.errors import InvalidPath
+from vaultkey.errors import InvalidPath, Unavailable
 from vaultkey.paths import validate_key
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,39 @@ class StoreCounters:
         return None
 
 
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change: a put (with the new value) or a delete, at ``revision``.
+
+    ``path`` is None for a key vaultkey did not write (it is never delivered).
+    """
+
+    kind: Literal["put", "delete"]
+    path: str | None
+    revision: int
+    value: bytes = field(default=b"", repr=False)
+    create_revision: int = 0
+    version: int = 0
+    lease: int = 0
+
+
+@dataclass(frozen=True)
+class WatchBatch:
+    """The events of one watch response and the revision it reports."""
+
+    revision: int
+    events: tuple[WatchEvent, ...]
+
+
+class WatchCompacted(Unavailable):
+    """The watch's start revision was compacted away: the watcher must resync."""
+
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(f"revision compacted (oldest available: {compact_revision})",
+                         retry_after=0.0)
+        self.compact_revision = compact_revision
+
+
 def conflict_message(path: str, if_revision: int | None, create_only: bool) -> str:
     if create_only and if_revision is None:
         return f"{path} already exists (create-only write refused)"
@@ -108,9 +143,10 @@ class KVStore(Protocol):
         """Every entry under a small internal prefix, and the revision read at."""
 
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
-                  create_only: bool = False) -> int:
-        """Store *value*; returns the new revision. ``if_revision=N`` succeeds only if the
-        key's mod revision is N (0: does not exist); raises Conflict otherwise, and
+                  create_only: bool = False, lease: int | None = None) -> int:
+        """Store *value* (attached to *lease*, if given); returns the new revision.
+        ``if_revision=N`` succeeds only if the key's mod revision is N (0: does not
+        exist); raises Conflict otherwise, and
         ValueTooLarge for a request over etcd's limit (:data:`ETCD_MAX_REQUEST_BYTES`)."""
 
     async def delete(self, path: str, *, if_revision: int | None = None) -> bool:
@@ -119,6 +155,28 @@ class KVStore(Protocol):
     async def ping(self) -> int:
         """The current revision; raises Unavailable if the store cannot answer."""
 
+    def watch(self, start_revision: int) -> AsyncIterator[WatchBatch]:
+        """Every change in the namespace from *start_revision* (inclusive), in order.
+        Raises WatchCompacted if that revision is gone, Unavailable if the store is."""
 
-__all__ = ["ETCD_MAX_REQUEST_BYTES", "Entry", "KVStore", "KeyPage", "StoreCounters",
-           "conflict_message"]
+    async def grant_lease(self, ttl: int) -> int:
+        """A new lease of *ttl* seconds; returns its id."""
+
+    async def keepalive(self, lease: int) -> int:
+        """Renew *lease*; returns its TTL in seconds, or 0 if it no longer exists."""
+
+    async def revoke_lease(self, lease: int) -> None:
+        """End *lease* now: every key attached to it is deleted."""
+
+
+__all__ = [
+    "ETCD_MAX_REQUEST_BYTES",
+    "Entry",
+    "KVStore",
+    "KeyPage",
+    "StoreCounters",
+    "WatchBatch",
+    "WatchCompacted",
+    "WatchEvent",
+    "conflict_message",
+]

@@ -12,8 +12,9 @@ is its async face, running each call in one bounded thread pool::
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -21,10 +22,19 @@ from anyio import CapacityLimiter
 from etcd3 import transactions as tx
 from etcd3.utils import prefix_range_end
 
-from vaultkey.errors import Conflict, UsageError
+from vaultkey.errors import Conflict, StoreError, Unavailable, UsageError
 from vaultkey.paths import validate_key, validate_prefix
-from vaultkey.proxy.store.base import Entry, KeyPage, StoreCounters, conflict_message
+from vaultkey.proxy.store.base import (
+    Entry,
+    KeyPage,
+    StoreCounters,
+    WatchBatch,
+    WatchCompacted,
+    WatchEvent,
+    conflict_message,
+)
 from vaultkey.proxy.store.etcdconn import EtcdConnection, EtcdSettings, parse_endpoint
+from vaultkey.proxy.store.etcdwatch import WatchStream
 
 T = TypeVar("T")
 
@@ -96,7 +106,7 @@ class EtcdStore:
         return self._entries(resp.kvs)
 
     def put(self, path: str, value: bytes, *, if_revision: int | None = None,
-            create_only: bool = False) -> int:
+            create_only: bool = False, lease: int | None = None) -> int:
         # No size check here: the proxy bounds request bodies, and etcd's own refusal
         # of a request over its limit is mapped to ValueTooLarge by the connection.
         key = self._key(path)
@@ -106,7 +116,8 @@ class EtcdStore:
         if if_revision is not None:
             compare.append(tx.Mod(key) == int(if_revision))
         ok, responses = self.conn.call(
-            lambda c: c.transaction(compare, [tx.Put(key, value)], []), idempotent=False)
+            lambda c: c.transaction(compare, [tx.Put(key, value, lease=lease)], []),
+            idempotent=False)
         if not ok:
             raise Conflict(conflict_message(path, if_revision, create_only))
         return int(responses[0].response_put.header.revision)
@@ -123,6 +134,29 @@ class EtcdStore:
     def ping(self) -> int:
         resp = self.conn.call(lambda c: c.get_response(self._ns + b"/"))
         return int(resp.header.revision)
+
+    def grant_lease(self, ttl: int) -> int:
+        return int(self.conn.call(lambda c: c.lease(ttl), idempotent=False).id)
+
+    def keepalive(self, lease: int) -> int:
+        responses = self.conn.call(lambda c: list(c.refresh_lease(lease)))
+        return max(0, int(responses[0].TTL)) if responses else 0
+
+    def revoke_lease(self, lease: int) -> None:
+        try:
+            self.conn.call(lambda c: c.revoke_lease(lease), idempotent=False)
+        except StoreError as exc:
+            if "not found" not in exc.message:  # already expired or revoked: done
+                raise
+
+    def event(self, raw: Any) -> WatchEvent:
+        """A watch event from etcd's protobuf ``mvccpb.Event`` (type 1 is DELETE)."""
+        kv = raw.kv
+        path = self.counters.path_of(kv.key[len(self._ns):], self.namespace)
+        if raw.type == 1:
+            return WatchEvent("delete", path, int(kv.mod_revision))
+        return WatchEvent("put", path, int(kv.mod_revision), kv.value, int(kv.create_revision),
+                          int(kv.version), int(kv.lease))
 
 
 class Blocking:
@@ -162,15 +196,49 @@ class EtcdKV:
         return await self._run(self.store.range, prefix)
 
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
-                  create_only: bool = False) -> int:
+                  create_only: bool = False, lease: int | None = None) -> int:
         return await self._run(self.store.put, path, value, if_revision=if_revision,
-                               create_only=create_only)
+                               create_only=create_only, lease=lease)
 
     async def delete(self, path: str, *, if_revision: int | None = None) -> bool:
         return await self._run(self.store.delete, path, if_revision=if_revision)
 
     async def ping(self) -> int:
         return await self._run(self.store.ping)
+
+    async def grant_lease(self, ttl: int) -> int:
+        return await self._run(self.store.grant_lease, ttl)
+
+    async def keepalive(self, lease: int) -> int:
+        return await self._run(self.store.keepalive, lease)
+
+    async def revoke_lease(self, lease: int) -> None:
+        await self._run(self.store.revoke_lease, lease)
+
+    async def watch(self, start_revision: int) -> AsyncIterator[WatchBatch]:
+        """One etcd watch on the namespace, its thread's responses bridged to this loop."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        store = self.store
+        client = await self._run(store.conn.client)
+        stream = await self._run(
+            WatchStream, client, store.namespace.encode() + b"/", start_revision,
+            lambda item: loop.call_soon_threadsafe(queue.put_nowait, item))
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise Unavailable("the etcd watch stream failed", retry_after=1.0) from item
+                if item.compact_revision:
+                    raise WatchCompacted(int(item.compact_revision))
+                if item.canceled:
+                    raise Unavailable(f"etcd cancelled the watch: {item.cancel_reason}",
+                                      retry_after=1.0)
+                if not item.created:
+                    yield WatchBatch(int(item.header.revision),
+                                     tuple(store.event(e) for e in item.events))
+        finally:
+            stream.cancel()
 
 
 def connect(settings: EtcdSettings, root: str) -> tuple[EtcdKV, EtcdKV, EtcdConnection]:

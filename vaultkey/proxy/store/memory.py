@@ -12,16 +12,23 @@ proves the two stores agree::
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from dataclasses import dataclass
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from vaultkey.envelope import ETCD_MAX_REQUEST_BYTES
-from vaultkey.errors import Conflict, Unavailable, ValueTooLarge
+from vaultkey.errors import Conflict, StoreError, Unavailable, ValueTooLarge
 from vaultkey.paths import validate_key, validate_prefix
 from vaultkey.proxy.store.base import (
     Entry,
     KeyPage,
     StoreCounters,
+    WatchBatch,
+    WatchCompacted,
+    WatchEvent,
     conflict_message,
 )
 
@@ -34,6 +41,13 @@ class _Version:
     version: int
 
 
+@dataclass
+class _Lease:
+    ttl: int
+    expires: float
+    keys: set[bytes] = field(default_factory=set)
+
+
 class MemoryKV:
     """Every key's versions in revision order, in one process."""
 
@@ -43,6 +57,10 @@ class MemoryKV:
         self.compacted = 0
         self._keys: list[bytes] = []  # sorted raw keys ever written
         self._history: dict[bytes, list[_Version]] = {}
+        self._log: list[WatchEvent] = []  # every change, for watches from a past revision
+        self._watchers: list[asyncio.Queue[WatchEvent]] = []
+        self._leases: dict[int, _Lease] = {}
+        self._lease_ids = itertools.count(0x7E57_0000_0001)
 
     # -- reading -------------------------------------------------------------
     def _at(self, raw: bytes, revision: int) -> _Version | None:
@@ -58,6 +76,7 @@ class MemoryKV:
         return Entry(path, v.value, v.mod_revision, v.create_revision, v.version)
 
     async def get(self, path: str) -> Entry | None:
+        self._expire()
         found = self._at(validate_key(path).encode(), self.revision)
         if found is None:
             return None
@@ -110,8 +129,11 @@ class MemoryKV:
 
     # -- writing -------------------------------------------------------------
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
-                  create_only: bool = False) -> int:
+                  create_only: bool = False, lease: int | None = None) -> int:
+        self._expire()
         raw = validate_key(path).encode()
+        if lease is not None and lease not in self._leases:
+            raise StoreError("etcd error: requested lease not found")
         if len(raw) + len(value) > ETCD_MAX_REQUEST_BYTES:
             raise ValueTooLarge("etcd refused the request as too large: request is too large")
         current = self._at(raw, self.revision)
@@ -119,15 +141,21 @@ class MemoryKV:
         if (create_only and current is not None) or (
                 if_revision is not None and mod_revision != if_revision):
             raise Conflict(conflict_message(path, if_revision, create_only))
-        return self.put_raw(raw, value)
+        for held in self._leases.values():
+            held.keys.discard(raw)
+        if lease is not None:
+            self._leases[lease].keys.add(raw)
+        return self.put_raw(raw, value, lease or 0)
 
-    def put_raw(self, raw: bytes, value: bytes) -> int:
+    def put_raw(self, raw: bytes, value: bytes, lease: int = 0) -> int:
         """Store under a raw key, unchecked (tests plant keys vaultkey did not write)."""
         current = self._at(raw, self.revision)
         self.revision += 1
         create = current.create_revision if current else self.revision
         version = current.version + 1 if current else 1
         self._record(raw, _Version(value, self.revision, create, version))
+        self._emit(WatchEvent("put", self.counters.path_of(raw, ""), self.revision, value,
+                              create, version, lease))
         return self.revision
 
     async def delete(self, path: str, *, if_revision: int | None = None) -> bool:
@@ -137,9 +165,18 @@ class MemoryKV:
             raise Conflict(conflict_message(path, if_revision, False))
         if current is None:
             return False
+        self._delete_raw(raw)
+        return True
+
+    def _delete_raw(self, raw: bytes) -> None:
         self.revision += 1
         self._record(raw, _Version(None, self.revision, 0, 0))
-        return True
+        self._emit(WatchEvent("delete", self.counters.path_of(raw, ""), self.revision))
+
+    def _emit(self, event: WatchEvent) -> None:
+        self._log.append(event)
+        for queue in self._watchers:
+            queue.put_nowait(event)
 
     def _record(self, raw: bytes, version: _Version) -> None:
         if raw not in self._history:
@@ -148,7 +185,53 @@ class MemoryKV:
         self._history[raw].append(version)
 
     async def ping(self) -> int:
+        self._expire()
         return self.revision
+
+    async def watch(self, start_revision: int) -> AsyncIterator[WatchBatch]:
+        if start_revision <= self.compacted:
+            raise WatchCompacted(self.compacted + 1)
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        self._watchers.append(queue)
+        try:
+            # The queue is registered before the log is read: a change made while the past
+            # is replayed is in the queue, not in this snapshot, so nothing repeats.
+            for past in [e for e in self._log if e.revision >= start_revision]:
+                yield WatchBatch(past.revision, (past,))
+            while True:
+                event = await queue.get()
+                if event.revision >= start_revision:
+                    yield WatchBatch(event.revision, (event,))
+        finally:
+            self._watchers.remove(queue)
+
+    async def grant_lease(self, ttl: int) -> int:
+        lease = next(self._lease_ids)
+        self._leases[lease] = _Lease(ttl, time.monotonic() + ttl)
+        return lease
+
+    async def keepalive(self, lease: int) -> int:
+        self._expire()
+        held = self._leases.get(lease)
+        if held is None:
+            return 0
+        held.expires = time.monotonic() + held.ttl
+        return held.ttl
+
+    async def revoke_lease(self, lease: int) -> None:
+        held = self._leases.pop(lease, None)
+        for raw in sorted(held.keys if held else ()):
+            if self._at(raw, self.revision) is not None:
+                self._delete_raw(raw)
+
+    def _expire(self) -> None:
+        """Leases expire when the store is next used (etcd does it on a timer)."""
+        now = time.monotonic()
+        for lease in [k for k, held in self._leases.items() if held.expires <= now]:
+            held = self._leases.pop(lease)
+            for raw in sorted(held.keys):
+                if self._at(raw, self.revision) is not None:
+                    self._delete_raw(raw)
 
     def compact(self, revision: int) -> None:
         """Forget versions older than *revision*, as etcd's compaction does."""
