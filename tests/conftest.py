@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers.procs import start_etcd
 from vaultkey._dev.etcdproc import EtcdProcess, find_etcd
 from vaultkey.errors import UsageError
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
@@ -23,7 +24,7 @@ def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProces
         binary = find_etcd()
     except UsageError as exc:
         pytest.fail(f"integration tests need a real etcd: {exc.diagnostics()}")
-    with EtcdProcess.start(tmp_path_factory.mktemp("etcd"), binary=binary) as etcd:
+    with start_etcd(tmp_path_factory.mktemp("etcd"), binary=binary) as etcd:
         yield etcd
 
 

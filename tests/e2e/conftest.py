@@ -1,11 +1,16 @@
 """A real `vaultkey serve` (uvicorn, TLS from a trustme CA) against the real etcd.
 
 ``proxy_factory(...)`` starts one proxy subprocess with its own policy
-directory, keys, admin token and etcd root; every proxy is stopped at the end.
+directory, keys, admin token and etcd root; the proxies a test module started
+are stopped together when that module ends.
+
+``wait_for`` is the suite's one polling helper (``tests._helpers.wait_until``),
+kept importable here under its old name.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import shutil
@@ -13,7 +18,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +27,9 @@ import httpx
 import pytest
 import trustme
 
-from vaultkey._dev.etcdproc import EtcdProcess, free_port
+from tests._helpers.procs import kill_tree, popen, start_etcd, start_on_free_port
+from tests._helpers.wait import wait_until
+from vaultkey._dev.etcdproc import EtcdProcess
 from vaultkey.crypto import SecretKey, encrypt, write_keypair
 from vaultkey.policy.load import load_policy_dir
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
@@ -81,6 +87,15 @@ allow = ["write", "delete"]
 }
 
 
+def _tls_client(addr: str, ca_path: Path, client_cert: tuple[Path, Path] | None = None,
+                token: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    ctx = ssl.create_default_context(cafile=str(ca_path))
+    if client_cert:
+        ctx.load_cert_chain(*map(str, client_cert))
+    return httpx.Client(base_url=addr, verify=ctx, headers=headers, timeout=10)
+
+
 @dataclass
 class Proxy:
     addr: str
@@ -120,11 +135,7 @@ class Proxy:
         return base
 
     def client(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        ctx = ssl.create_default_context(cafile=str(self.ca_path))
-        if self.client_cert:
-            ctx.load_cert_chain(*map(str, self.client_cert))
-        return httpx.Client(base_url=self.addr, verify=ctx, headers=headers, timeout=10)
+        return _tls_client(self.addr, self.ca_path, self.client_cert, token)
 
     def store(self) -> EtcdStore:
         conn = EtcdConnection(EtcdSettings(endpoints=[self.etcd_url]))
@@ -145,13 +156,17 @@ class Proxy:
             errors="replace") if self.audit_path.exists() else self.log_path.read_text()
 
     def stop(self) -> None:
+        """SIGTERM (a graceful stop that drains the audit log); SIGKILL after 15 s."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.reap()
+
+    def reap(self, timeout: float = 15.0) -> None:
+        """Wait for a proxy that was sent SIGTERM; kill it if it does not exit in time."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(self.proc)
 
 
 @pytest.fixture(scope="session")
@@ -168,34 +183,12 @@ def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path, 
     return ca, d / "ca.pem", d / "server.pem", d / "server.key"
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
-    """Poll *predicate* until it is true (instead of sleeping a guessed time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+wait_for = wait_until  # the old name, still imported by several test modules
 
 
-def wait_healthy(proxy: Proxy, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proxy.proc.poll() is not None:
-            raise RuntimeError(
-                f"proxy exited {proxy.proc.returncode}:\n{proxy.log_path.read_text()}")
-        try:
-            with proxy.client() as c:
-                if c.get("/healthz").status_code == 200:
-                    return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"proxy not healthy after {timeout}s:\n{proxy.log_path.read_text()}")
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def proxy_factory(tmp_path_factory, tls_ca, etcd_server) -> Iterator[Callable[..., Proxy]]:
+    """Start proxies for one test module; all of them are stopped when the module ends."""
     started: list[Proxy] = []
     _ca, ca_path, cert, key = tls_ca
 
@@ -215,26 +208,40 @@ def proxy_factory(tmp_path_factory, tls_ca, etcd_server) -> Iterator[Callable[..
         admin = secrets.token_urlsafe(32)
         (d / "admin-token").write_text(admin + "\n")
         (d / "admin-token").chmod(0o600)
-        port = free_port()
         root = f"/vk-{uuid.uuid4().hex[:10]}"
         url = etcd_url or etcd_server.url
         log_path, audit_path = d / "proxy.log", d / "audit.log"
-        args = [sys.executable, "-m", "vaultkey", "serve", "--policies", str(pol),
-                "--etcd", url, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
-                "--tls-key", str(key), "--admin-token-file", str(d / "admin-token"),
-                "--root", root, "--audit-log", str(audit_path), *(extra_args or [])]
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTKEY_")}
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+        def spawn(port: int) -> subprocess.Popen[bytes]:
+            args = [sys.executable, "-m", "vaultkey", "serve", "--policies", str(pol),
+                    "--etcd", url, "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
+                    "--tls-key", str(key), "--admin-token-file", str(d / "admin-token"),
+                    "--root", root, "--audit-log", str(audit_path), *(extra_args or [])]
+            with open(log_path, "wb") as log:
+                return popen(args, stdout=log, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=env)
+
+        def healthy(port: int) -> bool:
+            with _tls_client(f"https://127.0.0.1:{port}", ca_path, client_cert) as c:
+                return c.get("/healthz").status_code == 200
+
+        proc, port = start_on_free_port(spawn, healthy, log=log_path)
         proxy = Proxy(f"https://127.0.0.1:{port}", ca_path, admin, pol, root, proc, log_path,
                       audit_path, url, keys, workdir=d, client_cert=client_cert)
         started.append(proxy)
-        wait_healthy(proxy)
         return proxy
 
     yield start
+    # A test's leaked client connection (garbage, not yet collected) would hold a graceful
+    # shutdown for its whole timeout (10 s): collect it first, so the socket is closed.
+    gc.collect()
+    # Stop them all at once: the graceful shutdowns run in parallel, not one after another.
     for proxy in started:
-        proxy.stop()
+        if proxy.proc.poll() is None:
+            proxy.proc.send_signal(signal.SIGTERM)
+    for proxy in started:
+        proxy.reap()
 
 
 @pytest.fixture(scope="module")
@@ -248,5 +255,5 @@ def proxy(proxy_factory) -> Proxy:
 @pytest.fixture
 def private_etcd(tmp_path) -> Iterator[EtcdProcess]:
     """An etcd of this test's own, for tests that stop and restart it."""
-    with EtcdProcess.start(tmp_path / "etcd", client_port=free_port()) as etcd:
+    with start_etcd(tmp_path / "etcd") as etcd:
         yield etcd

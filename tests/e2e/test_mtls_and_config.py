@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 import vaultkey
+from tests._helpers.procs import popen, start_on_free_port, stop
 from tests.e2e.conftest import POLICIES
-from vaultkey._dev.etcdproc import free_port
 from vaultkey.client import Client
 from vaultkey.crypto import write_keypair
 
@@ -28,7 +27,8 @@ def test_client_ca_requires_a_client_certificate(proxy_factory, tls_ca, tmp_path
     proxy = proxy_factory(extra_args=["--client-ca", str(ca_path)],
                           client_cert=(cert_path, key_path))
 
-    with Client(proxy.addr, proxy.admin_token, cacert=str(ca_path)) as no_cert, \
+    # retries=0: a refused handshake is the same on every attempt, no need to back off.
+    with Client(proxy.addr, proxy.admin_token, cacert=str(ca_path), retries=0) as no_cert, \
             pytest.raises(vaultkey.Unavailable):
         no_cert.whoami()
     with Client(proxy.addr, proxy.admin_token, cacert=str(ca_path), client_cert=str(cert_path),
@@ -42,18 +42,6 @@ def test_client_ca_requires_a_client_certificate(proxy_factory, tls_ca, tmp_path
     assert r.returncode == 0 and "admin token" in r.stdout
 
 
-def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        try:
-            if httpx.get(url + "/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("proxy did not come up")
-
-
 @pytest.mark.parametrize("source", ["environment", "config file"])
 def test_serve_takes_every_setting_from_env_or_config_file(tmp_path, etcd_server, source):
     pol = tmp_path / "policies"
@@ -62,29 +50,37 @@ def test_serve_takes_every_setting_from_env_or_config_file(tmp_path, etcd_server
     write_keypair(pol / "alpha")
     (tmp_path / "admin").write_text(ADMIN_TOKEN)
     (tmp_path / "admin").chmod(0o600)
-    port = free_port()
-    settings = {"policies": str(pol), "etcd": etcd_server.url, "listen": f"127.0.0.1:{port}",
-                "insecure": "true", "admin_token_file": str(tmp_path / "admin"),
-                "root": "/cfg-" + source[:3], "audit_log": str(tmp_path / "audit.log")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTKEY_")}
-    args = [sys.executable, "-m", "vaultkey", "serve"]
-    if source == "environment":
-        env.update({f"VAULTKEY_{k.upper()}": v for k, v in settings.items()})
-    else:
-        cfg = tmp_path / "serve.toml"
-        lines = [f'{k} = "{v}"' if k != "insecure" else "insecure = true"
-                 for k, v in settings.items()]
-        cfg.write_text("[serve]\n" + "\n".join(lines) + "\n")
-        args += ["--config", str(cfg)]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tmp_path / "serve.log"
+
+    def spawn(port: int) -> subprocess.Popen[bytes]:
+        """`vaultkey serve` without flags (but --config): every setting comes from *source*."""
+        given = {"policies": str(pol), "etcd": etcd_server.url, "listen": f"127.0.0.1:{port}",
+                 "insecure": "true", "admin_token_file": str(tmp_path / "admin"),
+                 "root": "/cfg-" + source[:3], "audit_log": str(tmp_path / "audit.log")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VAULTKEY_")}
+        args = [sys.executable, "-m", "vaultkey", "serve"]
+        if source == "environment":
+            env.update({f"VAULTKEY_{k.upper()}": v for k, v in given.items()})
+        else:
+            cfg = tmp_path / "serve.toml"
+            lines = [f'{k} = "{v}"' if k != "insecure" else "insecure = true"
+                     for k, v in given.items()]
+            cfg.write_text("[serve]\n" + "\n".join(lines) + "\n")
+            args += ["--config", str(cfg)]
+        with open(log, "wb") as out:
+            return popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL)
+
+    def ready(port: int) -> bool:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+
+    proc, port = start_on_free_port(spawn, ready, log=log, timeout=20)
     try:
-        _wait_up(f"http://127.0.0.1:{port}", proc)
         r = httpx.get(f"http://127.0.0.1:{port}/v1/whoami",
                       headers={"Authorization": "Bearer " + ADMIN_TOKEN})
         assert r.json()["kind"] == "admin"
     finally:
-        proc.terminate()
-        proc.communicate(timeout=15)
+        stop(proc)
     assert '"op": "whoami"' in (tmp_path / "audit.log").read_text()
 
 

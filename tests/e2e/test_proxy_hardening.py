@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import wait_for
+from tests._helpers.wait import wait_until
 from vaultkey.crypto import SecretKey, encrypt
 from vaultkey.envelope import Envelope, Signature
 
@@ -88,7 +88,7 @@ def test_client_disconnect_mid_body_is_not_a_500(proxy):
         tls.sendall(b"PUT /v1/kv/alpha/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
                     b"Authorization: Bearer " + proxy.tokens["alpha"].encode() + b"\r\n\r\n"
                     + b"0123456789")
-    assert wait_for(lambda: '"/alpha/cut"' in proxy.audit_path.read_text())
+    assert wait_until(lambda: '"/alpha/cut"' in proxy.audit_path.read_text())
     audit = [ln for ln in proxy.audit_path.read_text().splitlines() if '"/alpha/cut"' in ln]
     assert '"status": 500' not in audit[-1]
     assert "Traceback" not in proxy.log_path.read_text()

@@ -10,19 +10,12 @@ import time
 
 import httpx
 
-from tests.e2e.conftest import POLICIES, wait_for
+from tests._helpers.procs import popen, start_on_free_port, stop
+from tests._helpers.wait import wait_until
+from tests.e2e.conftest import POLICIES
 
 ADMIN_TOKEN_0 = "xT1nB5vC9xZ3lK7jH2gF6dS0aP4oI8uY3tR7e-q"
 ADMIN_TOKEN_1 = "yW2eR6tY0uI4oP8aS3dF7gH1jK5lZ9xC2vB6n_m"
-
-
-def _wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_sighup_reload_takes_effect_and_broken_set_keeps_old_one(proxy_factory):
@@ -51,12 +44,12 @@ def test_sighup_reload_takes_effect_and_broken_set_keeps_old_one(proxy_factory):
         extra = '\n[[rules]]\nprefix = "/alpha/"\nallow = ["list"]\n'
         beta.write_text(POLICIES["beta.toml"] + extra)
         proxy.proc.send_signal(signal.SIGHUP)
-        assert _wait_for(lambda: client.get("/v1/kv/alpha/", params={"list": "true"}).status_code
+        assert wait_until(lambda: client.get("/v1/kv/alpha/", params={"list": "true"}).status_code
                          == 200), "reload did not take effect"
 
         beta.write_text('group = "beta"\n[[rules]]\nprefix = "/beta/"\nallow = ["fly"]\n')
         proxy.proc.send_signal(signal.SIGHUP)
-        assert _wait_for(lambda: "policy reload refused" in proxy.log_path.read_text())
+        assert wait_until(lambda: "policy reload refused" in proxy.log_path.read_text())
         assert client.get("/v1/kv/alpha/", params={"list": "true"}).status_code == 200
         with proxy.client() as c:
             assert 'vaultkey_policy_reloads_total{result="refused"} 1.0' in c.get("/metrics").text
@@ -84,7 +77,7 @@ def test_etcd_outage_gives_503_with_retry_after_then_recovers(proxy_factory, pri
             assert anon.get("/healthz").status_code == 200
         private_etcd.restart()
         back = time.monotonic()
-        assert _wait_for(lambda: c.get(f"/v1/kv{path}").status_code == 200, timeout=20)
+        assert wait_until(lambda: c.get(f"/v1/kv{path}").status_code == 200, timeout=20)
         print(f"\nproxy served again {time.monotonic() - back:.2f}s after etcd was healthy")
         assert c.put(f"/v1/kv{path}", content=proxy.envelope(path, b"w")).status_code == 200
     assert proxy.proc.poll() is None
@@ -103,7 +96,7 @@ def test_logs_never_contain_tokens_or_values(proxy):
     with proxy.client(token + "x") as c:
         c.get("/v1/whoami")
     # the audit writer is a background thread: wait for the last request's line
-    assert wait_for(lambda: '"op": "token.list"' in proxy.audit_path.read_text()
+    assert wait_until(lambda: '"op": "token.list"' in proxy.audit_path.read_text()
                     and '"status": 401' in proxy.audit_path.read_text())
     logs = proxy.log_path.read_text() + proxy.audit_path.read_text()
     import base64
@@ -121,7 +114,7 @@ def test_audit_lines_are_json_with_the_documented_fields(proxy):
 
     with proxy.client(proxy.tokens["beta"]) as c:
         c.get("/v1/kv/beta/audit-probe")
-    assert wait_for(lambda: "/beta/audit-probe" in proxy.audit_path.read_text())
+    assert wait_until(lambda: "/beta/audit-probe" in proxy.audit_path.read_text())
     lines = [json.loads(x) for x in proxy.audit_path.read_text().splitlines()]
     probe = [x for x in lines if x["path"] == "/beta/audit-probe"][-1]
     assert set(probe) == {"time", "token_id", "claimed_token_id", "group", "op", "path",
@@ -157,32 +150,31 @@ def test_weak_or_missing_admin_token_is_refused(tmp_path):
 
 
 def test_insecure_on_loopback_serves_plain_http(tmp_path, etcd_server):
-    from vaultkey._dev.etcdproc import free_port
     from vaultkey.crypto import write_keypair
 
     (tmp_path / "alpha.toml").write_text(POLICIES["alpha.toml"])
     write_keypair(tmp_path / "alpha")
-    port = free_port()
     env = {"PATH": "/usr/bin:/bin", "VAULTKEY_ADMIN_TOKEN": ADMIN_TOKEN_1}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vaultkey", "serve", "--policies", str(tmp_path), "--etcd",
-         etcd_server.url, "--listen", f"127.0.0.1:{port}", "--insecure"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-            except httpx.TransportError:
-                return False
+    log = tmp_path / "serve.log"
 
-        assert _wait_for(up, timeout=20)
+    def spawn(port: int) -> subprocess.Popen[bytes]:
+        with open(log, "wb") as out:
+            return popen([sys.executable, "-m", "vaultkey", "serve", "--policies", str(tmp_path),
+                          "--etcd", etcd_server.url, "--listen", f"127.0.0.1:{port}",
+                          "--insecure"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL)
+
+    def up(port: int) -> bool:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+
+    proc, port = start_on_free_port(spawn, up, log=log, timeout=20)
+    try:
         r = httpx.get(f"http://127.0.0.1:{port}/v1/whoami",
                       headers={"Authorization": "Bearer " + ADMIN_TOKEN_1})
         assert r.json()["kind"] == "admin"
     finally:
-        proc.terminate()
-        _out, err = proc.communicate(timeout=15)
-    assert b"INSECURE" in err
+        stop(proc)
+    assert "INSECURE" in log.read_text()
 
 
 def test_sigterm_drains_the_audit_log(proxy_factory):

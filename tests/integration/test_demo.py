@@ -6,23 +6,35 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests._helpers.procs import kill_tree, popen
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _run(script: str, timeout: float) -> tuple[int, str, str]:
+    """Run a demo script; on a timeout, kill it and what it started (a `vaultkey dev`)."""
+    # SIGINT at its default (popen): the product demo stops `vaultkey dev` with Ctrl-C.
+    proc = popen([sys.executable, str(ROOT / script)], stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_tree(proc)
+    return proc.returncode, out, err
+
+
 def test_envelope_demo_passes_against_real_etcd(etcd_server):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/demo_envelope.py")],
-                          capture_output=True, check=False, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "demo PASSED" in proc.stdout
-    assert "eve   refused: no stanza for key" in proc.stdout
-    assert "plaintext visible in etcd? False" in proc.stdout
+    code, out, err = _run("scripts/demo_envelope.py", timeout=120)
+    assert code == 0, out + err
+    assert "demo PASSED" in out
+    assert "eve   refused: no stanza for key" in out
+    assert "plaintext visible in etcd? False" in out
 
 
 def test_product_demo_on_vaultkey_dev_passes(etcd_server):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/demo.py")],
-                          capture_output=True, check=False, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "demo PASSED" in proc.stdout
-    assert "plaintext visible in etcd: False" in proc.stdout
-    assert "-> exit 7" in proc.stdout
-    assert "processes left behind: 0" in proc.stdout
+    code, out, err = _run("scripts/demo.py", timeout=180)
+    assert code == 0, out + err
+    assert "demo PASSED" in out
+    assert "plaintext visible in etcd: False" in out
+    assert "-> exit 7" in out
+    assert "processes left behind: 0" in out

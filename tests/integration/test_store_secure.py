@@ -6,7 +6,9 @@ import pytest
 import trustme
 from etcd3 import etcdrpc
 
-from vaultkey._dev.etcdproc import EtcdProcess, EtcdTLS, free_port
+from tests._helpers.procs import start_etcd
+from tests._helpers.wait import wait_until
+from vaultkey._dev.etcdproc import EtcdTLS, free_port
 from vaultkey.errors import StoreError, Unavailable, UsageError
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
@@ -41,7 +43,7 @@ def test_store_over_mutual_tls(tmp_path, pki):
     tls = EtcdTLS(cert=str(pki / "server.pem"), key=str(pki / "server.key"),
                   ca=str(pki / "ca.pem"), client_cert_auth=True,
                   client_cert=str(pki / "client.pem"), client_key=str(pki / "client.key"))
-    with EtcdProcess.start(tmp_path / "etcd", tls=tls) as etcd:
+    with start_etcd(tmp_path / "etcd", tls=tls) as etcd:
         assert etcd.url.startswith("https://")
         good = EtcdSettings(endpoints=[etcd.url], ca_cert=str(pki / "ca.pem"),
                             client_cert=str(pki / "client.pem"),
@@ -56,7 +58,7 @@ def test_store_over_mutual_tls(tmp_path, pki):
 def test_store_over_server_tls_refuses_unknown_ca(tmp_path, pki):
     tls = EtcdTLS(cert=str(pki / "server.pem"), key=str(pki / "server.key"),
                   ca=str(pki / "ca.pem"))
-    with EtcdProcess.start(tmp_path / "etcd", tls=tls) as etcd:
+    with start_etcd(tmp_path / "etcd", tls=tls) as etcd:
         assert _roundtrip(EtcdSettings(endpoints=[etcd.url], ca_cert=str(pki / "ca.pem"))) \
             == b"over tls"
         other_ca = tmp_path / "other-ca.pem"
@@ -81,7 +83,7 @@ def test_store_with_etcd_user_and_password_over_tls(tmp_path, pki):
     tls = EtcdTLS(cert=str(pki / "server.pem"), key=str(pki / "server.key"),
                   ca=str(pki / "ca.pem"))
     ca = str(pki / "ca.pem")
-    with EtcdProcess.start(tmp_path / "etcd", tls=tls) as etcd:
+    with start_etcd(tmp_path / "etcd", tls=tls) as etcd:
         _enable_auth(etcd.url, ca)
         settings = EtcdSettings(endpoints=[etcd.url], ca_cert=ca, user="root", password="rootpw")
         assert "rootpw" not in repr(settings)
@@ -112,12 +114,10 @@ def test_failover_to_the_next_endpoint(etcd_server):
 
 
 def test_an_expired_etcd_auth_token_is_renewed(tmp_path, pki):
-    import time
-
     tls = EtcdTLS(cert=str(pki / "server.pem"), key=str(pki / "server.key"),
                   ca=str(pki / "ca.pem"))
     ca = str(pki / "ca.pem")
-    with EtcdProcess.start(tmp_path / "etcd", tls=tls,
+    with start_etcd(tmp_path / "etcd", tls=tls,
                            extra_args=["--auth-token", "simple", "--auth-token-ttl", "1"]) as etcd:
         _enable_auth(etcd.url, ca)
         conn = EtcdConnection(EtcdSettings(endpoints=[etcd.url], ca_cert=ca, user="root",
@@ -126,7 +126,10 @@ def test_an_expired_etcd_auth_token_is_renewed(tmp_path, pki):
             store = EtcdStore(conn, "/renew")
             store.put("/k", b"before")
             first = conn.client()
-            time.sleep(3)  # the simple token expires after 1 s of idleness
+            # etcd drops a simple token after 1 s of idleness (checked once a second), and
+            # says so in its log: wait for that rather than for a guessed time.
+            assert wait_until(lambda: "deleted a simple token" in etcd.log_path.read_text(),
+                              timeout=10, interval=0.1)
             assert store.get("/k").value == b"before"  # reconnected with a fresh token
             assert conn.client() is not first
         finally:

@@ -350,3 +350,9 @@ def test_all_problems_in_one_file_are_collected() -> None:
 def test_a_clean_file_has_no_problems() -> None:
     policy, errors = check_policy_text(WEB, "web.toml")
     assert errors == [] and policy is not None and policy.group == "web"
+
+
+def test_list_on_a_key_rule_is_a_policy_error() -> None:
+    with pytest.raises(PolicyError, match="never applies") as info:
+        parse_policy('group = "g"\n[[rules]]\nkey = "/a/b"\nallow = ["list"]\n', "g.toml")
+    assert info.value.line == 3

@@ -210,3 +210,24 @@ def test_secret_key_file_with_crlf_and_padding(tmp_path):
     key.write_text(line + "==\n")
     with pytest.raises(KeyFileError, match="padding is not allowed"):
         SecretKey.load(key)
+
+
+def test_forced_keygen_does_not_follow_a_planted_symlink(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "k.key").symlink_to(victim)
+    with pytest.raises(KeyFileError):
+        write_keypair(tmp_path / "k")
+    write_keypair(tmp_path / "k", force=True)
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "k.key").is_symlink()
+
+
+def test_loading_a_directory_or_symlink_as_key_is_a_key_file_error(tmp_path):
+    (tmp_path / "d.key").mkdir()
+    with pytest.raises(KeyFileError):
+        SecretKey.load(tmp_path / "d.key")
+    key, _ = write_keypair(tmp_path / "real")
+    os.symlink(key, tmp_path / "link.key")
+    with pytest.raises(KeyFileError):
+        SecretKey.load(tmp_path / "link.key")
