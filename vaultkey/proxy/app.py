@@ -29,7 +29,7 @@ from vaultkey._version import __version__
 from vaultkey.errors import StoreError, Unavailable, UsageError, VaultkeyError
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.middleware import AuditMiddleware, ServerSideLog, error_response
-from vaultkey.proxy.routes import health, identity, kv, recipients, tokens
+from vaultkey.proxy.routes import health, identity, kv, leases, recipients, tokens, watch
 from vaultkey.proxy.state import ProxyState
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,9 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _install_signals(state, reload_on_sighup)
+        await state.hub.start()  # one watch on kv/ and one on sys/ for this replica
         yield
+        await state.hub.stop()  # open streams end with a "restarted" resync
         state.close()  # drains the audit log: a graceful shutdown loses no line
 
     # Why no /docs and /redoc: FastAPI's pages load their scripts from a CDN, which a
@@ -79,6 +81,8 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
     app.include_router(tokens.router)
     app.include_router(recipients.router)
     app.include_router(identity.router)
+    app.include_router(watch.router)
+    app.include_router(leases.router)
 
     @app.exception_handler(VaultkeyError)
     async def _vaultkey_error(request: Request, exc: VaultkeyError) -> JSONResponse:

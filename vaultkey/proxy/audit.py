@@ -32,6 +32,12 @@ _STOP = object()
 _REOPEN = object()
 
 
+class _Extra(str):
+    """A line written without a slot."""
+
+    __slots__ = ()
+
+
 # Where the middleware leaves the request's record in the ASGI scope.
 SCOPE_KEY = "vaultkey.audit"
 
@@ -50,16 +56,20 @@ class AuditRecord:
     path: str | None = None
     decision: Literal["allow", "deny"] | None = None
     revision: int | None = None
+    events: int | None = None  # for a stream: how many events it delivered
 
-    def line(self, method: str, raw_path: str, status: int, seconds: float) -> str:
+    def line(self, method: str, raw_path: str, status: int, seconds: float,
+             suffix: str = "") -> str:
         """The JSON line. ASCII only: every non-ASCII character (U+2028 and U+2029
         included) is escaped, so any line-oriented reader sees one record per line."""
         return json.dumps({
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "token_id": self.token_id, "claimed_token_id": self.claimed_token_id,
-            "group": self.group, "op": self.op or f"{method} {raw_path[:64]}",
+            "group": self.group,
+            "op": (self.op or f"{method} {raw_path[:64]}") + (f".{suffix}" if suffix else ""),
             "path": self.path, "decision": self.decision, "status": status,
             "revision": self.revision, "ms": round(seconds * 1000, 3),
+            **({} if self.events is None else {"events": self.events}),
         }, ensure_ascii=True)
 
 
@@ -104,6 +114,11 @@ class AuditWriter:
         """Queue a line for a slot taken with :meth:`reserve` (never blocks, never drops)."""
         self._queue.put(line)
 
+    def write_extra(self, line: str) -> None:
+        """Queue a line that has no slot: the closing line of a stream, whose opening line
+        used the request's slot (a stream must not hold a slot for its whole life)."""
+        self._queue.put(_Extra(line))
+
     def _drain(self) -> None:
         while True:
             item = self._queue.get()
@@ -113,7 +128,8 @@ class AuditWriter:
                 self._reopen_now()
                 continue
             self._write_until_done(f"{item}\n")
-            self._slots.release()
+            if not isinstance(item, _Extra):
+                self._slots.release()
 
     def _write_until_done(self, text: str) -> None:
         """Retry one line until the disk takes it. Its slot stays taken meanwhile, so

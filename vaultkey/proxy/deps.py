@@ -8,7 +8,7 @@ costs per node on every request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
@@ -31,6 +31,7 @@ class Ctx:
     state: ProxyState
     caller: Caller
     audit: AuditRecord
+    token: str = field(default="", repr=False)  # re-checked while a stream is open
 
     @property
     def group(self) -> str:
@@ -66,7 +67,7 @@ async def _context(request: Request) -> Ctx:
     caller = state.tokens.check_cached(token) or await state.tokens.authenticate(token)
     record.token_id, record.group, record.claimed_token_id = (
         caller.token_id, caller.group, None)
-    return Ctx(state, caller, record)
+    return Ctx(state, caller, record, token or "")
 
 
 async def any_context(request: Request) -> Ctx:

@@ -6,6 +6,7 @@ import functools
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from vaultkey.proxy.hub import Hub
 from vaultkey.proxy.protocol import Counters
 from vaultkey.proxy.store.base import StoreCounters
 
@@ -72,6 +73,20 @@ class Metrics:
         Gauge("vaultkey_token_etcd_reads", "token lookups that read etcd (records and the "
               "known-id list; made-up ids cost none)", registry=self.registry).set_function(
             functools.partial(_read, registry, "etcd_lookups"))
+
+    def watch_hub(self, hub: Hub) -> None:
+        """The watch hub: etcd watch streams (2 per replica when healthy), subscribers,
+        events in from etcd and out to clients, slow subscribers dropped."""
+        for name, text, read in (
+                ("vaultkey_watch_streams", "etcd watch streams open", "streams"),
+                ("vaultkey_watch_events_in", "events received from etcd", "events_in"),
+                ("vaultkey_watch_events_out", "events delivered to finished streams",
+                 "events_out"),
+                ("vaultkey_watch_dropped", "subscribers dropped as lagging", "dropped")):
+            Gauge(name, text, registry=self.registry).set_function(
+                functools.partial(_read, hub.stats, read))
+        Gauge("vaultkey_watch_subscribers", "open watch streams of clients",
+              registry=self.registry).set_function(lambda: float(len(hub.subscribers)))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -91,10 +91,16 @@ class AuditMiddleware:
         started = time.perf_counter()
         status = 500
 
+        opened = False  # a stream's opening line is written when its answer starts
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, opened
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if writer is not None and record.op == "watch" and status == 200:
+                    opened = True
+                    writer.write(record.line(scope["method"], scope["path"], status,
+                                             time.perf_counter() - started, suffix="open"))
             await send(message)
 
         try:
@@ -109,7 +115,10 @@ class AuditMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             self._count(record.op or "other", status, elapsed)
-            if writer is not None:
+            if writer is not None and opened:
+                writer.write_extra(record.line(scope["method"], scope["path"], status, elapsed,
+                                               suffix="close"))
+            elif writer is not None:
                 writer.write(record.line(scope["method"], scope["path"], status, elapsed))
 
     def _count(self, op: str, status: int, elapsed: float) -> None:

@@ -23,6 +23,7 @@ from vaultkey.keys import PublicKey
 from vaultkey.policy.load import LoadedPolicies, load_policy_dir, resolve_key_entry
 from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig
+from vaultkey.proxy.hub import Hub
 from vaultkey.proxy.metrics import Metrics
 from vaultkey.proxy.protocol import Counters
 from vaultkey.proxy.store.base import KVStore
@@ -45,6 +46,9 @@ class ProxyState:
         self.kv = kv
         self.sys = sys
         self.tokens = TokenRegistry(sys, config.admin_token.strip(), clock=clock)
+        self.hub = Hub(kv, sys, on_sys=self.tokens.on_sys_event,
+                       on_sys_resync=self.tokens.on_sys_resync)
+        self.tokens.live = lambda: self.hub.live["sys"]
         self.audit = audit
         self._on_close = on_close
         self.metrics = Metrics()
@@ -52,6 +56,7 @@ class ProxyState:
         self.metrics.watch_connections(self.connection_counters)
         self.metrics.watch_store(kv.counters)
         self.metrics.watch_tokens(self.tokens)
+        self.metrics.watch_hub(self.hub)
         if audit is not None:
             self.metrics.audit_write_failures.set_function(lambda: audit.failures)
         self._reload_lock = threading.Lock()

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from vaultkey.errors import NotFound, StoreError, Unauthenticated, UsageError
-from vaultkey.proxy.store.base import KVStore
+from vaultkey.proxy.store.base import KVStore, WatchEvent
 
 log = logging.getLogger(__name__)
 TOKEN_PREFIX = "vkt_"  # noqa: S105 - a public prefix, not a secret
@@ -36,6 +36,9 @@ _HASH_LABEL = b"vaultkey token v1\x00"
 # Why a short cache: a revocation through this replica drops the entry at once;
 # other replicas see it within CACHE_SECONDS because they re-read etcd.
 CACHE_SECONDS = 1.0
+# While the watch hub is live, revocations and expiries are pushed (or computed from the
+# record), so a cached record stays valid this long; without the hub, CACHE_SECONDS.
+LIVE_CACHE_SECONDS = 60.0
 # Why a known-id set: a flood of made-up token ids must not cost one etcd read each.
 # The ids of all tokens (keys only) are read at most once per KNOWN_IDS_SECONDS; an id
 # not among them is refused without a read. A token created on another replica a
@@ -138,6 +141,27 @@ class TokenRegistry:
         self._known_at = float("-inf")
         self._refreshing: asyncio.Lock | None = None
         self.etcd_lookups = 0  # token reads from the store (a metric)
+        # Set by the watch hub: True while its sys watch is up, so pushes can be trusted.
+        self.live: Callable[[], bool] = lambda: False
+
+    def on_sys_event(self, event: WatchEvent) -> None:
+        """A change under ``<root>/sys/`` seen by the watch hub (any replica's writes)."""
+        if event.path is None or not event.path.startswith("/tokens/"):
+            return
+        token_id = event.path.rsplit("/", 1)[1]
+        self._cache.pop(token_id, None)
+        if event.kind == "delete":  # revoked through some replica, or deleted by hand
+            now = time.monotonic()
+            self._revoked = {k: t for k, t in self._revoked.items() if now - t < 60}
+            self._revoked[token_id] = now
+            self._known_ids = self._known_ids - {token_id}
+        else:
+            self._known_ids = self._known_ids | {token_id}
+
+    def on_sys_resync(self) -> None:
+        """The sys watch missed events (compaction): trust nothing cached."""
+        self._cache.clear()
+        self._known_at = float("-inf")
 
     async def create(self, group: str, *, name: str = "",
                      ttl: int | None = None) -> tuple[str, TokenRecord]:
@@ -180,7 +204,8 @@ class TokenRegistry:
             return Caller("admin", self._admin_id)
         token_id = parse_token_id(token)
         hit = self._cache.get(token_id) if token_id else None
-        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+        ttl = LIVE_CACHE_SECONDS if self.live() else CACHE_SECONDS
+        if hit is not None and time.monotonic() - hit[0] < ttl:
             return self._verify(presented, hit[1])
         if token_id is None or (self._known_fresh() and token_id not in self._known_ids):
             return self._verify(presented, None)

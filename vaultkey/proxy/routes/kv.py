@@ -15,14 +15,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from vaultkey.envelope import MAX_ENVELOPE_BYTES
-from vaultkey.errors import InvalidPath, NotFound, UsageError
+from vaultkey.errors import InvalidPath, NotFound, UsageError, VaultkeyError
 from vaultkey.paths import validate_key, validate_prefix
 from vaultkey.policy.engine import Capability
+from vaultkey.proxy import leases
 from vaultkey.proxy.authz import check_envelope
 from vaultkey.proxy.body import read_body
 from vaultkey.proxy.deps import Ctx, GroupCtx
 from vaultkey.proxy.listing import Listing, load_values, readable_keys
 from vaultkey.proxy.store.base import Entry
+from vaultkey.proxy.tokens import parse_ttl
 
 router = APIRouter(prefix="/v1/kv", tags=["kv"])
 
@@ -137,10 +139,34 @@ async def kv_put(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
     body = await read_body(request, limit=MAX_ENVELOPE_BYTES,
                            timeout=ctx.state.config.body_timeout, what="envelope")
     check_envelope(body, ctx.authz.recipients_for(key))
-    revision = await ctx.state.kv.put(key, body, if_revision=if_match,
-                                      create_only=none_match is not None)
+    lease, ttl = await _lease_for(request, ctx)
+    try:
+        revision = await ctx.state.kv.put(key, body, if_revision=if_match,
+                                          create_only=none_match is not None, lease=lease)
+    except VaultkeyError:
+        if ttl is not None and lease is not None:  # a lease granted for this write only
+            await ctx.state.kv.revoke_lease(lease)
+        raise
     ctx.audit.revision = revision
-    return JSONResponse({"path": key, "revision": revision})
+    answer: dict[str, Any] = {"path": key, "revision": revision}
+    if lease is not None:
+        answer.update(lease=leases.lease_text(lease), ttl=ttl)
+    return JSONResponse(answer)
+
+
+async def _lease_for(request: Request, ctx: Ctx) -> tuple[int | None, int | None]:
+    """``?ttl=30s`` grants a new lease of the caller's group; ``?lease=ID`` reuses one."""
+    ttl_text, lease_text = request.query_params.get("ttl"), request.query_params.get("lease")
+    if ttl_text is not None and lease_text is not None:
+        raise UsageError("give ttl or lease, not both")
+    if ttl_text is not None:
+        ttl = leases.check_ttl(parse_ttl(ttl_text))
+        return await leases.grant(ctx.state, ctx.group, ttl), ttl
+    if lease_text is not None:
+        lease = leases.parse_lease(lease_text)
+        await leases.require_owner(ctx.state, ctx.group, lease)
+        return lease, None
+    return None, None
 
 
 @router.delete("/{path:anypath}", summary="Delete one key")

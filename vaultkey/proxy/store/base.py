@@ -106,12 +106,19 @@ class WatchBatch:
     events: tuple[WatchEvent, ...]
 
 
-class WatchCompacted(Unavailable):
+class RevisionCompacted(Unavailable):
+    """A read at a revision that compaction removed (a listing that raced a compaction
+    can simply retry)."""
+
+    def __init__(self, message: str = "etcd compacted the revision being read; retry") -> None:
+        super().__init__(message, retry_after=1.0)
+
+
+class WatchCompacted(RevisionCompacted):
     """The watch's start revision was compacted away: the watcher must resync."""
 
     def __init__(self, compact_revision: int) -> None:
-        super().__init__(f"revision compacted (oldest available: {compact_revision})",
-                         retry_after=0.0)
+        super().__init__(f"revision compacted (oldest available: {compact_revision})")
         self.compact_revision = compact_revision
 
 

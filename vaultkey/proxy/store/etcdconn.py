@@ -30,6 +30,7 @@ from vaultkey.errors import (
     UsageError,
     ValueTooLarge,
 )
+from vaultkey.proxy.store.base import RevisionCompacted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -201,8 +202,7 @@ def _mapped(fn: Callable[[], T]) -> T:
                               retryable=code == grpc.StatusCode.UNAVAILABLE) from exc
         if "required revision has been compacted" in str(detail):
             # A listing read at a revision that etcd compacted meanwhile: retrying is safe.
-            raise Unavailable("etcd compacted the revision being read; retry",
-                              retry_after=1.0) from exc
+            raise RevisionCompacted() from exc
         if "space exceeded" in str(detail):
             raise StoreError("etcd is out of space (NOSPACE alarm): compact, defragment and "
                              "disarm the alarm") from exc

@@ -12,6 +12,7 @@ with a final item: the error that stopped the stream::
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -58,10 +59,8 @@ class WatchStream:
     def _hand_over(self, item: Any) -> None:
         if self._cancelled:  # the owner has gone; its loop may be closed already
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the owner's event loop closed meanwhile
             self._deliver(item)
-        except RuntimeError:  # the owner's event loop closed meanwhile
-            pass
 
     def cancel(self) -> None:
         self._cancelled = True

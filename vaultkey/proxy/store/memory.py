@@ -20,11 +20,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from vaultkey.envelope import ETCD_MAX_REQUEST_BYTES
-from vaultkey.errors import Conflict, StoreError, Unavailable, ValueTooLarge
+from vaultkey.errors import Conflict, StoreError, ValueTooLarge
 from vaultkey.paths import validate_key, validate_prefix
 from vaultkey.proxy.store.base import (
     Entry,
     KeyPage,
+    RevisionCompacted,
     StoreCounters,
     WatchBatch,
     WatchCompacted,
@@ -65,7 +66,7 @@ class MemoryKV:
     # -- reading -------------------------------------------------------------
     def _at(self, raw: bytes, revision: int) -> _Version | None:
         if revision < self.compacted:
-            raise Unavailable("etcd compacted the revision being read; retry", retry_after=1.0)
+            raise RevisionCompacted()
         for version in reversed(self._history.get(raw, [])):
             if version.mod_revision <= revision:
                 return version if version.value is not None else None
