@@ -249,3 +249,20 @@ def test_a_token_revoked_on_one_replica_is_refused_by_the_other_within_100_ms(
             worst = max(worst, time.monotonic() - revoked)
     print(f"revocation across replicas: worst of 20 trials {worst * 1000:.1f} ms")
     assert worst < 0.1
+
+
+def test_events_stay_in_order_with_no_gap_across_an_etcd_restart(proxy_factory, private_etcd):
+    p = proxy_factory(policies=POLICIES, etcd_url=private_etcd.url)
+    p.tokens = {"owner": p.create_token("owner")}
+    with stream(p, p.tokens["owner"], "/r/") as s:
+        before = [put(p, f"/r/{i}")["revision"] for i in range(3)]
+        assert wait_for(lambda: len(s.changes()) == 3)
+        private_etcd.restart()
+        with p.client(p.tokens["owner"]) as c:  # the proxy reconnects by itself
+            assert wait_for(lambda: c.get("/readyz").status_code == 200, timeout=20)
+        after = [put(p, f"/r/{i}")["revision"] for i in range(3, 6)]
+        assert wait_for(lambda: len(s.changes()) == 6, timeout=20)
+        assert [e["revision"] for e in s.changes()] == before + after
+        assert not [e for e in s.events if e["event"] == "resync"]
+    with p.client() as c:  # still one watch on kv/ and one on sys/ after the restart
+        assert wait_for(lambda: "vaultkey_watch_streams 2.0" in c.get("/metrics").text)
