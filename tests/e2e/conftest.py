@@ -27,11 +27,11 @@ import httpx
 import pytest
 import trustme
 
+from tests._helpers.envelopes import reader_keys
 from tests._helpers.procs import kill_tree, popen, start_etcd, start_on_free_port
 from tests._helpers.wait import wait_until
 from vaultkey._dev.etcdproc import EtcdProcess
 from vaultkey.crypto import SecretKey, encrypt, write_keypair
-from vaultkey.policy.load import load_policy_dir
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
 POLICIES = {
@@ -143,7 +143,7 @@ class Proxy:
 
     def envelope(self, path: str, value: bytes) -> bytes:
         """An envelope encrypted for exactly the groups that may read *path*."""
-        return encrypt(value, path, load_policy_dir(self.policy_dir).reader_keys(path))
+        return encrypt(value, path, reader_keys(self.policy_dir, path))
 
     def create_token(self, group: str, **body: object) -> str:
         with self.client(self.admin_token) as c:

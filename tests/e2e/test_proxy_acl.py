@@ -77,9 +77,9 @@ def url(path: str) -> str:
 
 
 def envelope_for(proxy, path: str, value: bytes) -> bytes:
-    from vaultkey.policy.load import load_policy_dir
+    from tests._helpers.envelopes import reader_keys
 
-    readers = load_policy_dir(proxy.policy_dir).reader_keys(path)
+    readers = reader_keys(proxy.policy_dir, path)
     return encrypt(value, path, readers or [OUTSIDER.public])
 
 

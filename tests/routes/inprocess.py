@@ -22,8 +22,8 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
+from tests._helpers.envelopes import reader_keys
 from vaultkey.crypto import SecretKey, encrypt, write_keypair
-from vaultkey.policy.load import load_policy_dir
 from vaultkey.proxy.app import create_app
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.state import ProxyState
@@ -82,7 +82,7 @@ class InProcessProxy:
 
     def envelope(self, path: str, value: bytes) -> bytes:
         """An envelope encrypted for exactly the groups that may read *path*."""
-        return encrypt(value, path, load_policy_dir(self.policy_dir).reader_keys(path))
+        return encrypt(value, path, reader_keys(self.policy_dir, path))
 
     def store(self) -> SyncKV:
         """Direct access to the store, past the proxy (like writing to etcd directly)."""

@@ -77,13 +77,17 @@ def test_example_policies_mean_what_their_comments_say(
     assert load_policy_dir(tmp_path).policy_set.allowed(group, path, cap) is expected
 
 
-def test_reader_keys_are_the_readers_recipients(
+def test_recipients_of_a_path_are_its_reader_groups_keys(
     tmp_path: Path, examples: dict[str, PublicKey]
 ) -> None:
-    loaded = load_policy_dir(tmp_path)
-    assert loaded.reader_keys("/shared/x") == [examples["payments"], examples["web"]]
-    assert loaded.reader_keys("/web/x") == [examples["web"]]
-    assert loaded.reader_keys("/nowhere") == []
+    from vaultkey.proxy.audit import AuditRecord
+    from vaultkey.proxy.authz import Authz
+
+    authz = Authz(load_policy_dir(tmp_path), (), "web", AuditRecord())
+    found = authz.recipients_for("/shared/x")
+    assert found.groups == (("payments", (examples["payments"],)), ("web", (examples["web"],)))
+    assert authz.recipients_for("/web/x").groups == (("web", (examples["web"],)),)
+    assert authz.recipients_for("/nowhere").groups == ()
 
 
 def test_inline_recipient_keys_are_parsed_and_deduplicated(tmp_path: Path) -> None:

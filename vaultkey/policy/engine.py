@@ -103,9 +103,6 @@ class Rule:
             return False
         return True if cap in self.allow else None
 
-    def covers(self, path: str, *, is_prefix: bool = False) -> bool:
-        return _covers(self.segs, self.is_prefix, segments(path), is_prefix)
-
 
 def _covers(pattern: Sequence[str], rule_is_prefix: bool, target: Sequence[str],
             target_is_prefix: bool) -> bool:
@@ -229,10 +226,6 @@ class PolicySet:
     def groups(self) -> Mapping[str, Policy]:
         return self._groups
 
-    def policy(self, group: str) -> Policy:
-        """The policy of *group*; raises KeyError for an unknown group."""
-        return self._groups[group]
-
     def _match(self, group: str, path: str, cap: Capability | str,
                is_prefix: bool) -> _Entry | None:
         entries = self._table.get((group, cap), ())
@@ -256,10 +249,6 @@ class PolicySet:
         if entry is None:
             return Decision(False, group, path, capability, known_group=group in self._groups)
         return Decision(entry[1], group, path, capability, entry[0])
-
-    def explain(self, group: str, path: str, cap: Capability | str, *,
-                is_prefix: bool = False) -> str:
-        return self.decide(group, path, cap, is_prefix=is_prefix).explain()
 
     def read_ranges(self, group: str, prefix: str) -> list[tuple[str, bool]]:
         """Where under *prefix* a key that *group* may read can be: disjoint, in key order.

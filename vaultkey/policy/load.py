@@ -16,7 +16,7 @@ policy directory::
     >>> loaded = load_policy_dir(d)
     >>> loaded.policy_set.readers("/ops/db")
     ['ops']
-    >>> loaded.reader_keys("/ops/db") == [PublicKey(bytes(32))]
+    >>> loaded.recipients_for("ops") == (PublicKey(bytes(32)),)
     True
 
 :func:`check_policy_dir` returns every problem (for ``vaultkey policy check``,
@@ -63,14 +63,6 @@ class LoadedPolicies:
     def recipients_for(self, group: str) -> tuple[PublicKey, ...]:
         """The public keys of *group* (empty for an unknown group)."""
         return self.recipients.get(group, ())
-
-    def reader_keys(self, path: str) -> list[PublicKey]:
-        """The keys a value at key *path* must be encrypted to (deduplicated)."""
-        keys: dict[str, PublicKey] = {}
-        for group in self.policy_set.readers(path):
-            for key in self.recipients_for(group):
-                keys.setdefault(key.key_id, key)
-        return list(keys.values())
 
 
 def _policy_files(root: Path) -> list[Path]:
