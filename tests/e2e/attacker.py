@@ -18,7 +18,7 @@ import time
 
 LIMIT_S = 30.0  # no attack runs longer than this
 HEADER_BYTES = 100 * 1024 * 1024
-SUSTAIN_S = 3.0
+SUSTAIN_S = 1.5
 
 
 async def _connect(host: str, port: int, ctx: ssl.SSLContext) -> tuple[

@@ -49,6 +49,8 @@ _LIMITS: tuple[tuple[str, type, float, str], ...] = (
     ("--idle-timeout", float, 5.0, "Seconds an idle keep-alive connection is kept."),
     ("--body-timeout", float, 30.0, "Seconds to send a whole request body."),
     ("--handshake-timeout", float, 10.0, "Seconds to finish the TLS handshake."),
+    ("--watch-queue", int, 1024, "Events a watch stream may have waiting; past it, the "
+     "stream ends with a resync."),
 )
 
 

@@ -88,6 +88,7 @@ class ProxyConfig:
     audit_log: str | None = None
     escrow_keys: list[str] = field(default_factory=list)
     max_connections: int = ConnectionLimits.max_connections
+    watch_queue: int = 1024  # events a watcher may have waiting before it must resync
     max_header_bytes: int = ConnectionLimits.max_header_bytes
     header_timeout: float = ConnectionLimits.head_timeout
     idle_timeout: float = ConnectionLimits.idle_timeout
@@ -129,6 +130,8 @@ class ProxyConfig:
             value = getattr(self, name)
             if not 0 < value <= 3600:
                 raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 3600 s")
+        if not 16 <= self.watch_queue <= 1_000_000:
+            raise UsageError("--watch-queue must be between 16 and 1000000")
         if not 1 <= self.max_connections <= 1_000_000:
             raise UsageError("--max-connections must be between 1 and 1000000")
         if not 1024 <= self.max_header_bytes <= 1024 * 1024:

@@ -46,11 +46,13 @@ class End:
 class Subscriber:
     """One client's view: the changes under *prefix* it may see, in order."""
 
-    def __init__(self, prefix: str, visible: Callable[[str], bool], start: int) -> None:
+    def __init__(self, prefix: str, visible: Callable[[str], bool], start: int,
+                 limit: int = QUEUE) -> None:
         self.prefix = prefix
+        self.limit = limit
         self.visible = visible
         self.start = start  # every visible change up to here was delivered or is queued
-        self.queue: asyncio.Queue[WatchEvent | End] = asyncio.Queue(QUEUE + 1)
+        self.queue: asyncio.Queue[WatchEvent | End] = asyncio.Queue(limit + 1)
         self.ended = False
         self.delivered = 0
 
@@ -61,7 +63,7 @@ class Subscriber:
             return True
         if not self.visible(event.path):
             return True
-        if self.queue.qsize() >= QUEUE:
+        if self.queue.qsize() >= self.limit:
             self.end(End("lagging", event.revision))
             return False
         self.queue.put_nowait(event)
@@ -91,8 +93,9 @@ class HubStats:
 class Hub:
     def __init__(self, kv: KVStore, sys: KVStore, *,
                  on_sys: Callable[[WatchEvent], None] | None = None,
-                 on_sys_resync: Callable[[], None] | None = None) -> None:
+                 on_sys_resync: Callable[[], None] | None = None, queue: int = QUEUE) -> None:
         self.kv, self.sys = kv, sys
+        self.queue_limit = queue
         self.on_sys = on_sys or (lambda _e: None)
         self.on_sys_resync = on_sys_resync or (lambda: None)
         self.stats = HubStats()
@@ -142,15 +145,15 @@ class Hub:
     async def subscribe(self, prefix: str, visible: Callable[[str], bool],
                         since: int | None) -> Subscriber:
         if since is not None and since < self.revision and await self._compacted(since):
-            sub = Subscriber(prefix, visible, self.revision)
+            sub = Subscriber(prefix, visible, self.revision, self.queue_limit)
             sub.end(End("compacted", self.revision))
         elif since is None or since >= self.revision:
-            sub = Subscriber(prefix, visible, max(since or 0, self.revision))
+            sub = Subscriber(prefix, visible, max(since or 0, self.revision), self.queue_limit)
         elif since < self.floor:
-            sub = Subscriber(prefix, visible, self.revision)
+            sub = Subscriber(prefix, visible, self.revision, self.queue_limit)
             sub.end(End("too_old", self.revision))
         else:
-            sub = Subscriber(prefix, visible, since)
+            sub = Subscriber(prefix, visible, since, self.queue_limit)
             for past in self.history:  # replay what it missed, oldest first
                 if past.revision > since:
                     sub.offer(past)

@@ -47,7 +47,7 @@ class ProxyState:
         self.sys = sys
         self.tokens = TokenRegistry(sys, config.admin_token.strip(), clock=clock)
         self.hub = Hub(kv, sys, on_sys=self.tokens.on_sys_event,
-                       on_sys_resync=self.tokens.on_sys_resync)
+                       on_sys_resync=self.tokens.on_sys_resync, queue=config.watch_queue)
         self.tokens.live = lambda: self.hub.live["sys"]
         self.audit = audit
         self._on_close = on_close
