@@ -30,6 +30,7 @@ SMALL_HEADER_TIMEOUT = 3.0
 # Memory the allocator may keep after an attack (freed objects stay in Python's arenas
 # and OpenSSL's caches); a leak per connection would exceed this by far (500 conns).
 RSS_SLACK_MB = 12.0
+RSS_SETTLED_MB = 4.0  # what the figures report once the heap has been trimmed
 
 
 def _stats(pid: int) -> tuple[int, float]:
@@ -89,8 +90,8 @@ def _run_attack(proxy: Proxy, kind: str, count: int, token: str = "") -> dict[st
         legit.join()
     # Back to baseline: every descriptor closed, and the freed heap returned to the OS
     # (the proxy trims it about a second after a burst of connections closes).
-    wait_for(lambda: _stats(pid)[0] <= fds0 + 1 and _stats(pid)[1] < rss0 + RSS_SLACK_MB,
-             timeout=15)
+    wait_for(lambda: _stats(pid)[0] <= fds0 + 1 and _stats(pid)[1] < rss0 + RSS_SETTLED_MB,
+             timeout=5)
     fds2, rss2 = _stats(pid)
     settled = time.monotonic() - t1
     window = legit.window(t0, t1)
@@ -186,11 +187,14 @@ def test_connections_past_the_limit_close_idle_ones_so_clients_are_still_served(
     # 300 silent connections against a limit of 60: each new one closes the oldest idle
     # one at once (long before the 3 s header timeout), so the legitimate client always
     # gets a slot; the last 60 are closed by the header timeout.
+    evicted = _refused(small_proxy, "evicted_idle")
     report = _run_attack(small_proxy, "silent", 300)
     seen = report["attacker_saw"]
     assert isinstance(seen, dict)
-    fds = report["fds"]
-    assert isinstance(fds, dict) and fds["during_max"] <= fds["before"] + 60 + 5, report
+    # At most 60 connections are kept; the rest were closed as soon as newer ones came in.
+    # (Sockets still in their TLS handshake are not connections yet, so the descriptor
+    # count alone can briefly exceed the limit.)
+    assert _refused(small_proxy, "evicted_idle") - evicted >= 300 - 60, report
     assert float(seen["closed_by_server_min_s"]) < 1.0, seen
     assert float(seen["closed_by_server_max_s"]) < SMALL_HEADER_TIMEOUT + 2.0, seen
 
