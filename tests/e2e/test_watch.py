@@ -163,6 +163,35 @@ def test_a_revoked_tokens_stream_ends_within_a_second(wproxy):
         assert s.events[-1]["event"] == "revoked"
 
 
+def test_a_busy_stream_of_a_revoked_token_ends_within_a_second_too(wproxy):
+    token = wproxy.create_token("owner")
+    stop = threading.Event()
+
+    def writes() -> None:
+        i = 0
+        while not stop.is_set():
+            put(wproxy, f"/busy/{i % 5}")
+            i += 1
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=writes)
+    with stream(wproxy, token, "/busy/") as s:
+        writer.start()
+        try:
+            assert wait_for(lambda: len(s.changes()) >= 5)
+            with wproxy.client(wproxy.admin_token) as c:
+                started = time.monotonic()
+                assert c.delete(f"/v1/tokens/{token[4:20]}").status_code == 200
+            assert wait_for(s.ended.is_set, timeout=3)
+            assert time.monotonic() - started < 1.0
+            assert s.events[-1]["event"] == "revoked"
+            late = [e for e in s.changes() if e["at"] > started + 0.1]  # type: ignore[operator]
+            assert not late, late
+        finally:
+            stop.set()
+            writer.join()
+
+
 def test_a_stream_is_audited_once_when_it_opens_and_once_when_it_closes(wproxy):
     with stream(wproxy, wproxy.tokens["owner"], "/audited/") as s:
         put(wproxy, "/audited/x")

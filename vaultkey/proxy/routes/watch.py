@@ -79,9 +79,17 @@ async def _stream(ctx: Ctx, sub: Subscriber) -> AsyncIterator[bytes]:
     hub = ctx.state.hub
     try:
         yield sse("bookmark", {"type": "bookmark", "revision": sub.start}, sub.start)
-        beat = time.monotonic()
+        beat = checked = time.monotonic()
         while True:
             item = await sub.next(TOKEN_CHECK_SECONDS)
+            # Why before every event, not only when idle: a revocation pushed by the hub
+            # makes the cached check fail at once, and a busy stream must stop too. Only a
+            # check that needs etcd is limited to one every TOKEN_CHECK_SECONDS.
+            full = time.monotonic() - checked >= TOKEN_CHECK_SECONDS
+            if not await _still_valid(ctx, full=full):
+                yield sse("revoked", {"type": "revoked"})
+                return
+            checked = time.monotonic() if full else checked
             if isinstance(item, End):
                 yield sse("resync", {"type": "resync", "reason": item.reason,
                                      "revision": item.revision})
@@ -89,9 +97,6 @@ async def _stream(ctx: Ctx, sub: Subscriber) -> AsyncIterator[bytes]:
             if item is not None:
                 sub.delivered += 1
                 yield _change(item)
-            elif not await _still_valid(ctx):
-                yield sse("revoked", {"type": "revoked"})
-                return
             if time.monotonic() - beat >= HEARTBEAT_SECONDS and sub.queue.empty():
                 beat = time.monotonic()
                 revision = max(hub.revision, sub.start)
@@ -101,10 +106,12 @@ async def _stream(ctx: Ctx, sub: Subscriber) -> AsyncIterator[bytes]:
         hub.unsubscribe(sub)
 
 
-async def _still_valid(ctx: Ctx) -> bool:
+async def _still_valid(ctx: Ctx, *, full: bool) -> bool:
+    """Whether the stream's token is still good: from the cache (no I/O), and when that
+    cannot tell and *full* is set, from etcd."""
     tokens = ctx.state.tokens
     try:
-        if tokens.check_cached(ctx.token) is None:
+        if tokens.check_cached(ctx.token) is None and full:
             await tokens.authenticate(ctx.token)
     except Unauthenticated:
         return False
