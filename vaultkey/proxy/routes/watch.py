@@ -11,6 +11,7 @@ within a second with a ``revoked`` event.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -37,7 +38,9 @@ def sse(event: str, data: dict[str, Any], revision: int | None = None) -> bytes:
     return (head + f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()
 
 
+@functools.lru_cache(maxsize=256)
 def _change(event: WatchEvent) -> bytes:
+    """The SSE bytes of one change: encoded once, however many streams send it."""
     if event.kind == "delete":
         return sse("delete", {"type": "delete", "path": event.path,
                               "revision": event.revision}, event.revision)
