@@ -62,14 +62,16 @@ class Stream:
             self.ended.set()
 
     def _read(self) -> None:
-        kind = None
+        kind, ident = None, None
         try:
             for line in self._response.iter_lines():
                 if line.startswith("event: "):
-                    kind = line[7:]
+                    kind, ident = line[7:], None
+                elif line.startswith("id: "):
+                    ident = int(line[4:])
                 elif line.startswith("data: "):
                     self.events.append({"event": kind, **json.loads(line[6:]),
-                                        "at": time.monotonic()})
+                                        "id": ident, "at": time.monotonic()})
         except httpx.HTTPError:
             pass
         self.ended.set()
@@ -298,3 +300,32 @@ def test_events_stay_in_order_with_no_gap_across_an_etcd_restart(proxy_factory, 
         assert not [e for e in s.events if e["event"] == "resync"]
     with p.client() as c:  # still one watch on kv/ and one on sys/ after the restart
         assert wait_for(lambda: "vaultkey_watch_streams 2.0" in c.get("/metrics").text)
+
+
+def test_a_revision_that_changes_several_keys_has_one_resume_point_at_its_end(wproxy):
+    lease = str(put(wproxy, "/multi/a", query="?ttl=30")["lease"])
+    put(wproxy, "/multi/b", query=f"?lease={lease}")
+    with stream(wproxy, wproxy.tokens["owner"], "/multi/") as s:
+        with wproxy.client(wproxy.tokens["owner"]) as c:
+            assert c.delete(f"/v1/leases/{lease}").status_code == 200
+        assert wait_for(lambda: len(s.changes()) == 2)
+        first, second = s.changes()
+        assert first["revision"] == second["revision"]  # one etcd revision, two keys
+        assert (first["id"], second["id"]) == (None, second["revision"])
+
+
+def test_a_stopping_replica_ends_its_streams_at_once_so_clients_resume_elsewhere(
+        proxy_factory):
+    import signal
+
+    p = proxy_factory(policies=POLICIES)
+    p.tokens = {"owner": p.create_token("owner")}
+    with stream(p, p.tokens["owner"], "/") as s:
+        started = time.monotonic()
+        p.proc.send_signal(signal.SIGTERM)
+        assert wait_for(s.ended.is_set, timeout=5)
+        p.proc.wait(10)
+        stopped = time.monotonic() - started
+        assert [e["reason"] for e in s.events if e["event"] == "resync"] == ["restarted"]
+    print(f"replica with an open stream stopped in {stopped:.2f} s")
+    assert stopped < 3

@@ -123,6 +123,11 @@ class Hub:
         await asyncio.gather(self._follow("kv", self.kv, start + 1),
                              self._follow("sys", self.sys, start + 1))
 
+    def end_all(self, reason: str) -> None:
+        """End every subscription now (a shutdown: clients resume on another replica)."""
+        for sub in list(self.subscribers):
+            sub.end(End(reason, self.revision))
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -177,11 +182,11 @@ class Hub:
         """Follow one namespace forever: resume after failures, resync after compaction."""
         delay = 0.1
         while True:
+            self.stats.streams += 1
             try:
-                self.stats.streams += 1
-                self.live[name] = True
                 async for batch in store.watch(next_revision):
                     delay = 0.1
+                    self.live[name] = True  # the watch is established (etcd said so)
                     for event in batch.events:
                         self._dispatch(name, event)
                         next_revision = event.revision + 1
@@ -192,6 +197,9 @@ class Hub:
             except Unavailable as exc:
                 log.warning("the %s watch is down (%s); resuming from revision %d", name,
                             exc.__cause__ or exc.message, next_revision)
+            except Exception:  # never let the hub die: log it, and resume like any failure
+                log.exception("the %s watch failed; resuming from revision %d", name,
+                              next_revision)
             finally:
                 self.stats.streams -= 1
                 self.live[name] = False

@@ -13,6 +13,7 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -63,9 +64,18 @@ class _Server(uvicorn.Server):
     it. This override is the one place where the listener is created.
     """
 
-    def __init__(self, config: uvicorn.Config, *, handshake_timeout: float) -> None:
+    def __init__(self, config: uvicorn.Config, *, handshake_timeout: float,
+                 before_shutdown: Callable[[], None] = lambda: None) -> None:
         super().__init__(config)
         self.handshake_timeout = handshake_timeout
+        self.before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Why first: uvicorn waits for open connections before the app's shutdown runs,
+        # and watch streams never end by themselves; ended now, they tell their clients
+        # to resume elsewhere ("restarted") and the graceful stop takes milliseconds.
+        self.before_shutdown()
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await self.lifespan.startup()
@@ -116,7 +126,8 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
         timeout_graceful_shutdown=10, timeout_keep_alive=max(1, round(limits.idle_timeout)),
         http=guarded_protocol(limits, state.connection_counters), ws="none",
     )
-    server = _Server(uv_config, handshake_timeout=limits.handshake_timeout)
+    server = _Server(uv_config, handshake_timeout=limits.handshake_timeout,
+                     before_shutdown=lambda: state.hub.end_all("restarted"))
     # Why: everything loaded so far (modules, the app, policies) lives as long as the
     # process; moving it out of the collector's generations keeps full collections short,
     # and they pause every watch stream and request while they run.

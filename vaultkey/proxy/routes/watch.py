@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from vaultkey.errors import Unauthenticated, UsageError
+from vaultkey.errors import Unauthenticated, Unavailable, UsageError
 from vaultkey.paths import validate_prefix
 from vaultkey.policy.engine import Capability
 from vaultkey.proxy.authz import Authz
@@ -40,15 +40,18 @@ def sse(event: str, data: dict[str, Any], revision: int | None = None) -> bytes:
 
 @functools.lru_cache(maxsize=256)
 def _change(event: WatchEvent) -> bytes:
-    """The SSE bytes of one change: encoded once, however many streams send it."""
+    """The SSE bytes of one change: encoded once, however many streams send it. Only the
+    last change of a revision carries ``id:``, so a client that resumes from the last id
+    it saw never skips the rest of a revision that changed several keys."""
+    resume = event.revision if event.last else None
     if event.kind == "delete":
         return sse("delete", {"type": "delete", "path": event.path,
-                              "revision": event.revision}, event.revision)
+                              "revision": event.revision}, resume)
     return sse("put", {
         "type": "put", "path": event.path, "revision": event.revision,
         "envelope": base64.b64encode(event.value).decode("ascii"),
         "create_revision": event.create_revision, "version": event.version,
-        "lease": f"{event.lease:016x}" if event.lease else None}, event.revision)
+        "lease": f"{event.lease:016x}" if event.lease else None}, resume)
 
 
 def _since(request: Request) -> int | None:
@@ -81,7 +84,8 @@ async def watch(path: str, request: Request, ctx: GroupCtx) -> StreamingResponse
 async def _stream(ctx: Ctx, sub: Subscriber) -> AsyncIterator[bytes]:
     hub = ctx.state.hub
     try:
-        yield sse("bookmark", {"type": "bookmark", "revision": sub.start}, sub.start)
+        if not sub.ended:  # a subscription that must resync at once gets no resume point
+            yield sse("bookmark", {"type": "bookmark", "revision": sub.start}, sub.start)
         beat = checked = time.monotonic()
         while True:
             item = await sub.next(TOKEN_CHECK_SECONDS)
@@ -89,7 +93,11 @@ async def _stream(ctx: Ctx, sub: Subscriber) -> AsyncIterator[bytes]:
             # makes the cached check fail at once, and a busy stream must stop too. Only a
             # check that needs etcd is limited to one every TOKEN_CHECK_SECONDS.
             full = time.monotonic() - checked >= TOKEN_CHECK_SECONDS
-            if not await _still_valid(ctx, full=full):
+            try:
+                valid = await _still_valid(ctx, full=full)
+            except Unavailable:
+                return  # the token cannot be checked: end cleanly; the client resumes later
+            if not valid:
                 yield sse("revoked", {"type": "revoked"})
                 return
             checked = time.monotonic() if full else checked

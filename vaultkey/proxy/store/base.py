@@ -96,6 +96,7 @@ class WatchEvent:
     create_revision: int = 0
     version: int = 0
     lease: int = 0
+    last: bool = True  # the last event of its revision (only those are resume points)
 
 
 @dataclass(frozen=True)

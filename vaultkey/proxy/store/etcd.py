@@ -13,8 +13,9 @@ is its async face, running each call in one bounded thread pool::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -234,11 +235,19 @@ class EtcdKV:
                 if item.canceled:
                     raise Unavailable(f"etcd cancelled the watch: {item.cancel_reason}",
                                       retry_after=1.0)
-                if not item.created:
-                    yield WatchBatch(int(item.header.revision),
-                                     tuple(store.event(e) for e in item.events))
+                yield WatchBatch(int(item.header.revision),  # `created` too: the watch is up
+                                 mark_last(store.event(e) for e in item.events))
         finally:
             stream.cancel()
+
+
+def mark_last(events: Iterable[WatchEvent]) -> tuple[WatchEvent, ...]:
+    """Mark which events end their revision (one etcd revision can change several keys,
+    e.g. a revoked lease): only those carry a resumable id on the wire."""
+    found = list(events)
+    return tuple(dataclasses.replace(e, last=i + 1 == len(found)
+                                     or found[i + 1].revision != e.revision)
+                 for i, e in enumerate(found))
 
 
 def connect(settings: EtcdSettings, root: str) -> tuple[EtcdKV, EtcdKV, EtcdConnection]:
