@@ -22,3 +22,13 @@ def test_unknown_routes_and_methods_have_the_json_error_body(mproxy):
         assert c.get("/nope").json()["error"]["code"] == "not_found"
         r = c.request("PATCH", "/v1/kv/alpha/x")
         assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_every_query_flag_is_checked_whichever_mode_wins(mproxy):
+    # Found by schemathesis: ?recursive=true&list=30288044 used to be served.
+    with mproxy.client(mproxy.tokens["alpha"]) as c:
+        for query in ("recursive=true&list=30288044", "list=true&recursive=maybe",
+                      "list=2", "recursive=yes&list=no"):
+            r = c.get(f"/v1/kv/alpha/?{query}")
+            expected = 200 if query == "recursive=yes&list=no" else 422
+            assert r.status_code == expected, (query, r.text)

@@ -75,9 +75,10 @@ def _flag(request: Request, name: str) -> bool:
 @router.get("/{path:anypath}", summary="Read one envelope, or list / load a prefix",
             openapi_extra=_QUERY_DOC)
 async def kv_get(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
-    if _flag(request, "recursive"):
+    recursive, listing = _flag(request, "recursive"), _flag(request, "list")  # both checked
+    if recursive:
         return await _load_prefix(path, ctx)
-    if _flag(request, "list"):
+    if listing:
         return await _list_prefix(path, ctx)
     return await _read_key(path, ctx)
 
