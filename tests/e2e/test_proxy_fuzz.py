@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import ssl
 from urllib.parse import quote, urlsplit
 
@@ -17,7 +18,7 @@ METHODS = st.sampled_from(["GET", "PUT", "DELETE", "POST", "PATCH", "HEAD", "OPT
 QUERY = st.sampled_from(["", "?list=true", "?recursive=true", "?list=maybe", "?recursive=1&x=2"])
 
 
-@settings(max_examples=250, deadline=None,
+@settings(max_examples=250, deadline=None, derandomize=os.environ.get("CI") == "true",
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(method=METHODS, path=PATHS, query=QUERY, if_match=st.none() | HEADER_VALUE,
        if_none_match=st.none() | HEADER_VALUE, body=st.binary(max_size=300),

@@ -219,7 +219,9 @@ def _fuzz(run: Run, operation: Any, mode: GenerationMode, caller: str, headers: 
     if rooted:
         strategy = strategy.map(_under_alpha)
 
+    # CI replays a fixed sequence (a landing must not depend on luck); runs by hand explore.
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              derandomize=os.environ.get("CI") == "true",
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @given(case=strategy)
     def one(case: Any) -> None:
@@ -238,6 +240,9 @@ def _fuzz(run: Run, operation: Any, mode: GenerationMode, caller: str, headers: 
         except FailureGroup as group:
             curl = case.as_curl_command(headers=headers, base_url=base_url)
             for failure in group.exceptions:
+                if (failure.title == "Schema-violating request accepted"
+                        and response.status_code == 413):
+                    continue  # 413 refuses the request too (a body over the size limit)
                 run.fail(operation.label, caller, mode.value, failure.title,
                          response.status_code, f"  {failure.message}\n  -> {response.status_code} "
                          f"{response.text[:300]!r}\n  reproduce: {curl}")
