@@ -72,7 +72,7 @@ from vaultkey.errors import (
 from vaultkey.keys import PublicKey
 
 if TYPE_CHECKING:
-    from vaultkey.client import AsyncClient, Client, Item
+    from vaultkey.client import AsyncClient, Client, Item, Registration, WatchEvent
     from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey, decrypt, encrypt
 
@@ -83,6 +83,8 @@ _LAZY = {
     "Client": "vaultkey.client",
     "AsyncClient": "vaultkey.client",
     "Item": "vaultkey.client",
+    "WatchEvent": "vaultkey.client",
+    "Registration": "vaultkey.client",
     "TrustStore": "vaultkey.client.trust",
 }
 
@@ -96,6 +98,7 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["AsyncClient", "Client", "Item", "PublicKey", "SecretKey", "TrustStore",
+__all__ = ["AsyncClient", "Client", "Item", "PublicKey", "Registration", "SecretKey",
+           "TrustStore", "WatchEvent",
            "__version__", "decrypt", "encrypt"]
 __all__ += _errors.__all__  # every error class is public

@@ -24,6 +24,7 @@ from vaultkey._cli import dev as _dev  # noqa: F401  isort: skip
 from vaultkey._cli import keys as _keys  # noqa: F401  isort: skip
 from vaultkey._cli import kv as _kv  # noqa: F401  isort: skip
 from vaultkey._cli import serve as _serve  # noqa: F401  isort: skip
+from vaultkey._cli import watch as _watch  # noqa: F401  isort: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one exit per error kind

@@ -12,7 +12,8 @@ import click
 from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit, visible, write_out
 
 
-def _read_value(value: str | None, file: str | None) -> bytes:
+def read_value(value: str | None, file: str | None) -> bytes:
+    """VALUE's bytes, or --file's, or stdin's (VALUE absent or '-')."""
     if value is not None and file is not None:
         raise click.UsageError("give VALUE or --file, not both")
     if file is not None:
@@ -36,7 +37,8 @@ Examples:
   printf 'no newline' | vaultkey set /payments/api-key
   vaultkey set /payments/tls/key --file server.key
   vaultkey set /payments/flag on --if-revision 42     # compare-and-swap
-  vaultkey set /payments/seed x --create-only --recipient ops.pub""")
+  vaultkey set /payments/seed x --create-only --recipient ops.pub
+  vaultkey set --ttl 30s /payments/session/a token    # gone in 30 s""")
 @click.argument("path")
 @click.argument("value", required=False)
 @click.option("--file", "-f", "file", metavar="FILE", help="Read the value from FILE.")
@@ -45,11 +47,13 @@ Examples:
 @click.option("--create-only", is_flag=True, help="Fail if the key already exists.")
 @click.option("--recipient", "recipients", multiple=True, metavar="FILE",
               help="Encrypt to this public key file instead of asking the proxy (repeatable).")
+@click.option("--ttl", metavar="TTL",
+              help="Delete the key after TTL (30, 30s, 5m, 2h; 2 s to 24 h) under a new lease.")
 @OUTPUT
 @click.pass_obj
 def set_cmd(opts: GlobalOptions, path: str, value: str | None, file: str | None,
             if_revision: int | None, create_only: bool, recipients: tuple[str, ...],
-            output: str) -> None:
+            ttl: str | None, output: str) -> None:
     """Encrypt VALUE (or stdin, or --file) locally and store it at PATH.
 
     The value is stored byte for byte: nothing is added or stripped. By
@@ -58,13 +62,15 @@ def set_cmd(opts: GlobalOptions, path: str, value: str | None, file: str | None,
     """
     from vaultkey.keys import PublicKey
 
-    data = _read_value(value, file)
+    data = read_value(value, file)
     explicit = [PublicKey.load(r) for r in recipients] or None
     with opts.client() as client:
         revision = client.set(path, data, recipients=explicit, if_revision=if_revision,
-                              create_only=create_only)
-    emit({"path": path, "revision": revision, "bytes": len(data)}, output == "json",
-         f"stored {len(data)} bytes at {visible(path)} (revision {visible(revision)})")
+                              create_only=create_only, ttl=ttl)
+    expiry = "" if ttl is None else f", deleted after {visible(ttl)}"
+    answer = {"path": path, "revision": revision, "bytes": len(data)}
+    emit(answer if ttl is None else {**answer, "ttl": ttl}, output == "json",
+         f"stored {len(data)} bytes at {visible(path)} (revision {visible(revision)}{expiry})")
 
 
 def _item_json(item: Any) -> dict[str, Any]:

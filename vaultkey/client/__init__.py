@@ -13,6 +13,11 @@ local trust store::
     async with vaultkey.AsyncClient.from_env() as vk:
         password = await vk.get("/payments/db/password")
 
+    for change in vk.watch("/payments/config/"):   # decrypted; reconnects and resumes
+        ...
+    with vk.register("/services/web/a", b"10.0.0.7:8080", ttl=10):  # gone when we are
+        ...
+
 Each operation is written once, as a generator that yields HTTP requests and
 receives responses (:mod:`vaultkey.client._core`); the one HTTP boundary that
 sends them, retries reads and maps errors is :mod:`vaultkey.client._transport`.
@@ -34,8 +39,12 @@ from vaultkey.keys import PublicKey
 # (vaultkey.client.settings, so this package) at start-up, and must stay fast for
 # commands that never talk to the proxy.
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vaultkey.client._core import Op
+    from vaultkey.client._register import AsyncRegistration, Registration
     from vaultkey.client._transport import Transport
+    from vaultkey.client._watch import AsyncWatch, Watch, WatchSession
     from vaultkey.client.item import Item
     from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey
@@ -44,11 +53,15 @@ T = TypeVar("T")
 B = TypeVar("B", bound="_Base")
 
 
-def __getattr__(name: str) -> Any:
-    if name == "Item":
-        from vaultkey.client.item import Item
+_LAZY = {"Item": "item", "WatchEvent": "_watch", "Watch": "_watch", "AsyncWatch": "_watch",
+         "Registration": "_register", "AsyncRegistration": "_register"}
 
-        return Item
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"vaultkey.client.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'vaultkey.client' has no attribute {name!r}")
 
 
@@ -86,6 +99,11 @@ class _Base:
     @property
     def settings(self) -> _settings.ClientSettings:
         return self._settings
+
+    def _watch_session(self, prefix: str, since: int | None, decrypt: bool) -> WatchSession:
+        from vaultkey.client._watch import WatchSession
+
+        return WatchSession(self._ops, prefix, since, decrypt)
 
 
 class Client(_Base):
@@ -126,11 +144,39 @@ class Client(_Base):
         return self._run(self._ops.op_recipients(path))
 
     def set(self, path: str, value: bytes, *, recipients: Sequence[PublicKey] | None = None,
-            if_revision: int | None = None, create_only: bool = False) -> int:
-        return self._run(self._ops.op_set(path, value, recipients, if_revision, create_only))
+            if_revision: int | None = None, create_only: bool = False,
+            ttl: int | str | None = None, lease: str | None = None) -> int:
+        """Encrypt *value* and store it at *path*; the new revision. With *ttl* (seconds, or
+        ``"30s"``, ``"5m"``: 2 s to 24 h) the key is attached to a new lease and disappears
+        when it runs out; with *lease*, to an existing lease of the group."""
+        from vaultkey.client._core import lease_params
+
+        op = self._ops.op_set(path, value, recipients, if_revision, create_only,
+                              lease_params(ttl, lease))
+        return int(self._run(op)["revision"])
 
     def delete(self, path: str, *, if_revision: int | None = None) -> None:
         self._run(self._ops.op_delete(path, if_revision))
+
+    def watch(self, prefix: str, since: int | None = None, *, decrypt: bool = True) -> Watch:
+        """The changes under *prefix*, decrypted, as they happen (after revision *since*
+        if given, else from now); reconnects and resumes by itself. Each is a
+        :class:`~vaultkey.client.WatchEvent`; a ``"resync"`` one asks the caller to
+        reload (e.g. with :meth:`get_many`). ``decrypt=False``: no key needed, no values."""
+        from vaultkey.client._watch import Watch
+
+        return Watch(self._wire, self._watch_session(prefix, since, decrypt))
+
+    def register(self, path: str, value: bytes, ttl: int | str = 10, *,
+                 recipients: Sequence[PublicKey] | None = None,
+                 on_lost: Callable[[str], object] | None = None) -> Registration:
+        """``with client.register(...)``: *value* at *path* under a lease of *ttl*, kept
+        alive until the block ends (then the key is deleted at once). A lease lost
+        meanwhile is taken again, logged and passed to ``on_lost(reason)``."""
+        from vaultkey.client._register import Registration
+
+        return Registration(self._wire, self._ops, path, value, ttl, recipients=recipients,
+                            on_lost=on_lost)
 
     def whoami(self) -> dict[str, Any]:
         me: dict[str, Any] = self._run(self._ops.op_simple("GET", "/v1/whoami"))
@@ -186,12 +232,32 @@ class AsyncClient(_Base):
 
     async def set(self, path: str, value: bytes, *,
                   recipients: Sequence[PublicKey] | None = None,
-                  if_revision: int | None = None, create_only: bool = False) -> int:
-        return await self._run(self._ops.op_set(path, value, recipients, if_revision,
-                                                create_only))
+                  if_revision: int | None = None, create_only: bool = False,
+                  ttl: int | str | None = None, lease: str | None = None) -> int:
+        from vaultkey.client._core import lease_params
+
+        body = await self._run(self._ops.op_set(path, value, recipients, if_revision,
+                                                create_only, lease_params(ttl, lease)))
+        return int(body["revision"])
 
     async def delete(self, path: str, *, if_revision: int | None = None) -> None:
         await self._run(self._ops.op_delete(path, if_revision))
+
+    def watch(self, prefix: str, since: int | None = None, *,
+              decrypt: bool = True) -> AsyncWatch:
+        """``async for change in aclient.watch(prefix)``: as :meth:`Client.watch`."""
+        from vaultkey.client._watch import AsyncWatch
+
+        return AsyncWatch(self._wire, self._watch_session(prefix, since, decrypt))
+
+    def register(self, path: str, value: bytes, ttl: int | str = 10, *,
+                 recipients: Sequence[PublicKey] | None = None,
+                 on_lost: Callable[[str], object] | None = None) -> AsyncRegistration:
+        """``async with aclient.register(...)``: as :meth:`Client.register`."""
+        from vaultkey.client._register import AsyncRegistration
+
+        return AsyncRegistration(self._wire, self._ops, path, value, ttl,
+                                 recipients=recipients, on_lost=on_lost)
 
     async def whoami(self) -> dict[str, Any]:
         me: dict[str, Any] = await self._run(self._ops.op_simple("GET", "/v1/whoami"))
@@ -211,4 +277,5 @@ class AsyncClient(_Base):
         await self.aclose()
 
 
-__all__ = ["AsyncClient", "Client", "Item"]
+__all__ = ["AsyncClient", "AsyncRegistration", "AsyncWatch", "Client", "Item", "Registration",
+           "Watch", "WatchEvent"]

@@ -55,6 +55,18 @@ def _url(api: str, path: str) -> str:
     return api + quote(path, safe="/")
 
 
+def lease_params(ttl: int | str | None, lease: str | None) -> dict[str, str] | None:
+    """The query of a write with a new lease of *ttl* (``30``, ``"30s"``, ``"5m"``: the proxy
+    checks it is 2 s to 24 h) or attached to the existing *lease*; None for neither."""
+    if ttl is not None and lease is not None:
+        raise UsageError("give ttl or lease, not both")
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int | str):
+            raise UsageError("ttl is seconds (an int) or a duration such as '30s' or '5m'")
+        return {"ttl": str(ttl)}
+    return None if lease is None else {"lease": str(lease)}
+
+
 def _listed(path: Any, prefix: str) -> str:
     """A key path the proxy listed under *prefix*, held to the path rules (once)."""
     try:
@@ -160,7 +172,10 @@ class Operations:
         return self._recipients_from(resp.body)
 
     def op_set(self, path: str, value: bytes, recipients: Sequence[PublicKey] | None,
-               if_revision: int | None, create_only: bool) -> Op[int]:
+               if_revision: int | None, create_only: bool,
+               params: dict[str, str] | None = None) -> Op[dict[str, Any]]:
+        """Encrypt and write; the answer's body (``revision``, and ``lease`` / ``ttl`` when
+        *params* asks for a lease, see :func:`lease_params`)."""
         from vaultkey.crypto import _encrypt_validated
 
         key = validate_key(path)
@@ -174,8 +189,10 @@ class Operations:
         if create_only:
             headers["If-None-Match"] = "*"
         blob = _encrypt_validated(bytes(value), key, list(recipients))
-        resp = yield Request("PUT", _url("/v1/kv", key), headers=headers, content=blob)
-        return int(resp.body["revision"])
+        resp = yield Request("PUT", _url("/v1/kv", key), params=params, headers=headers,
+                             content=blob)
+        int(resp.body["revision"])  # a malformed answer fails here, as a ProtocolError
+        return dict(resp.body)
 
     def op_delete(self, path: str, if_revision: int | None) -> Op[None]:
         key = validate_key(path)

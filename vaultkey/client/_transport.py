@@ -4,7 +4,9 @@
   over httpx, or over :mod:`http.client` for the CLI (:mod:`vaultkey.client._lite`);
 * the retry plan of each request (:class:`Attempts`);
 * status checks, and the mapping of transport errors and of JSON error bodies to
-  the vaultkey exception tree (:func:`error_from_response`), raised ``from`` the cause.
+  the vaultkey exception tree (:func:`error_from_response`), raised ``from`` the cause;
+* streamed answers (a watch's Server-Sent Events): ``stream(request)`` opens one and
+  gives its body's chunks as they arrive, with the same checks and error mapping.
 
 :class:`Transport` (blocking) and :class:`AsyncTransport` send a :class:`Request`
 and return a :class:`Response`; the operations in :mod:`vaultkey.client._core`
@@ -16,11 +18,12 @@ never see anything else::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -149,6 +152,18 @@ def _httpx_kwargs(settings: ClientSettings, mounted: Any) -> dict[str, Any]:
             "trust_env": env_proxies_allowed(settings.addr)}
 
 
+# A watch stream carries a bookmark at least every 5 s: three missed ones mean the peer is gone.
+STREAM_IDLE_TIMEOUT = 15.0
+
+
+def _stream_kwargs(req: Request, settings: ClientSettings) -> dict[str, Any]:
+    import httpx
+
+    return {"params": req.params, "headers": req.headers,
+            "timeout": httpx.Timeout(settings.timeout,
+                                     read=max(settings.timeout, STREAM_IDLE_TIMEOUT))}
+
+
 class Transport:
     """Blocking: one keep-alive connection; each request sent with its retry plan.
 
@@ -166,10 +181,11 @@ class Transport:
 
             self.http: Any = LiteConnection(**connection_kwargs(settings))
             self.errors = (LiteTransportError,)
+            self._streams: Any = None
         else:
             import httpx
 
-            self.http = httpx.Client(**_httpx_kwargs(settings, mounted))
+            self.http = self._streams = httpx.Client(**_httpx_kwargs(settings, mounted))
             self.errors = (httpx.TransportError,)
 
     def send(self, req: Request) -> Response:
@@ -185,8 +201,28 @@ class Transport:
                 time.sleep(plan.delay(attempt, exc))
         raise AssertionError("unreachable")
 
+    @contextlib.contextmanager
+    def stream(self, req: Request) -> Iterator[Iterator[bytes]]:
+        """A streamed GET: its body's chunks as they arrive. Never retried here: an error
+        (a non-200 answer, a lost connection, 15 s of silence) is raised as for send()."""
+        import httpx
+
+        if self._streams is None:  # the CLI's http.client cannot stream: httpx for this
+            self._streams = httpx.Client(**_httpx_kwargs(self.settings, None))
+        try:
+            with self._streams.stream(req.method, req.url,
+                                      **_stream_kwargs(req, self.settings)) as raw:
+                if raw.status_code != 200:
+                    raw.read()
+                check_stream(raw, self.settings.addr)
+                yield raw.iter_bytes()
+        except httpx.TransportError as exc:
+            raise Attempts(req, self.settings).unreachable(exc) from exc
+
     def close(self) -> None:
         self.http.close()
+        if self._streams is not None and self._streams is not self.http:
+            self._streams.close()
 
 
 class AsyncTransport:
@@ -214,6 +250,19 @@ class AsyncTransport:
                 await asyncio.sleep(plan.delay(attempt, exc))
         raise AssertionError("unreachable")
 
+    @contextlib.asynccontextmanager
+    async def stream(self, req: Request) -> AsyncIterator[AsyncIterator[bytes]]:
+        """asyncio: the same as :meth:`Transport.stream`."""
+        try:
+            async with self.http.stream(req.method, req.url,
+                                        **_stream_kwargs(req, self.settings)) as raw:
+                if raw.status_code != 200:
+                    await raw.aread()
+                check_stream(raw, self.settings.addr)
+                yield raw.aiter_bytes()
+        except self.errors as exc:
+            raise Attempts(req, self.settings).unreachable(exc) from exc
+
     async def aclose(self) -> None:
         await self.http.aclose()
 
@@ -236,21 +285,11 @@ class Attempts:
 
     def check(self, raw: Any) -> Response:
         """*raw* (an httpx or lite response) as a Response, or its error raised."""
-        try:
-            body = raw.json()
-        except ValueError:
-            body = None
+        body = _json_body(raw)
         if raw.status_code >= 400:
-            error = error_from_response(raw.status_code, body, self.addr)
-            retry_after = raw.headers.get("retry-after", "")
-            if isinstance(error, Unavailable) and retry_after.isdigit():
-                error.retry_after = float(retry_after)
-            raise error
+            raise _http_error(raw, body, self.addr)
         if raw.status_code != 200 or not isinstance(body, dict):
-            raise ProtocolError(
-                f"{self.addr} did not answer like a vaultkey proxy (HTTP {raw.status_code}, "
-                f"{raw.headers.get('content-type', 'no content type')})",
-                hint="check --addr / VAULTKEY_ADDR")
+            raise _not_a_proxy(raw, self.addr)
         return Response(raw.status_code, body)
 
     def unreachable(self, exc: Exception) -> Unavailable:
@@ -270,8 +309,45 @@ class Attempts:
         """Seconds to wait before the next attempt; re-raises *error* after the last."""
         if attempt + 1 >= self.total or not error.retryable:
             raise error
-        base = min(2.0, 0.1 * 2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
-        return float(max(base, min(error.retry_after or 0.0, 2.0)))
+        return max(backoff(attempt, 2.0), min(error.retry_after or 0.0, 2.0))
+
+
+def backoff(failures: int, cap: float) -> float:
+    """Seconds to wait after *failures* failures in a row: 0.1 s doubling up to *cap*,
+    times a random 0.5 to 1.5 (so that clients cut off together do not return together)."""
+    return min(cap, 0.1 * 2.0 ** min(failures, 32)) * (0.5 + random.random())  # noqa: S311
+
+
+def check_stream(raw: Any, addr: str) -> None:
+    """Raise the error of a streamed answer that is not ``200 text/event-stream`` (its
+    body read already if it is not 200)."""
+    if raw.status_code >= 400:
+        raise _http_error(raw, _json_body(raw), addr)
+    if raw.status_code != 200 or not raw.headers.get("content-type", "").startswith(
+            "text/event-stream"):
+        raise _not_a_proxy(raw, addr)
+
+
+def _json_body(raw: Any) -> Any:
+    try:
+        return raw.json()
+    except ValueError:
+        return None
+
+
+def _http_error(raw: Any, body: Any, addr: str) -> VaultkeyError:
+    error = error_from_response(raw.status_code, body, addr)
+    retry_after = raw.headers.get("retry-after", "")
+    if isinstance(error, Unavailable) and retry_after.isdigit():
+        error.retry_after = float(retry_after)
+    return error
+
+
+def _not_a_proxy(raw: Any, addr: str) -> ProtocolError:
+    return ProtocolError(
+        f"{addr} did not answer like a vaultkey proxy (HTTP {raw.status_code}, "
+        f"{raw.headers.get('content-type', 'no content type')})",
+        hint="check --addr / VAULTKEY_ADDR")
 
 
 # The errors a proxy answers with, each found by the http_status and code it declares.
