@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from vaultkey.crypto import SecretKey, write_keypair
 from vaultkey.keys import PublicKey
 from vaultkey.policy.load import load_policy_dir
 
@@ -16,3 +18,18 @@ def reader_keys(policy_dir: str | Path, path: str) -> list[PublicKey]:
         for key in loaded.recipients_for(group):
             keys.setdefault(key.key_id, key)
     return list(keys.values())
+
+
+def write_policies(policies: dict[str, str], workdir: Path) -> tuple[Path, dict[str, SecretKey]]:
+    """Write policy files under ``workdir/policies`` with a fresh key pair per group; the
+    public keys sit beside the policies, the secret keys in *workdir* (``GROUP.key``)."""
+    pol = workdir / "policies"
+    pol.mkdir()
+    keys = {}
+    for name, text in policies.items():
+        (pol / name).write_text(text)
+        group = name.removesuffix(".toml")
+        key_path, _pub = write_keypair(pol / group)
+        keys[group] = SecretKey.load(key_path)
+        shutil.move(str(key_path), str(workdir / f"{group}.key"))
+    return pol, keys

@@ -19,6 +19,7 @@ import time
 LIMIT_S = 30.0  # no attack runs longer than this
 HEADER_BYTES = 100 * 1024 * 1024
 SUSTAIN_S = 1.5
+DRIP = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000
 
 
 async def _connect(host: str, port: int, ctx: ssl.SSLContext) -> tuple[
@@ -88,21 +89,27 @@ async def slowloris(host: str, port: int, ctx: ssl.SSLContext, n: int) -> dict[s
                                  return_exceptions=True)
     ok = [c for c in conns if not isinstance(c, BaseException)]
     print("ready", flush=True)
-    started = time.monotonic()
-    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10_000
+    return await _drip_until_closed(ok, n, time.monotonic(), DRIP)
 
-    async def drip(writer: asyncio.StreamWriter) -> None:
-        for byte in head:
-            if writer.is_closing() or time.monotonic() - started > LIMIT_S:
-                return
-            try:
-                writer.write(bytes([byte]))
-                await writer.drain()
-            except (ConnectionError, ssl.SSLError, RuntimeError):
-                return
-            await asyncio.sleep(0.2)
 
-    drips = [asyncio.ensure_future(drip(w)) for _r, w in ok]
+async def _drip(writer: asyncio.StreamWriter, data: bytes | None, started: float) -> None:
+    """Send *data* (or endless "x"s) one byte every 0.2 s until the proxy closes."""
+    i = 0
+    while not writer.is_closing() and time.monotonic() - started < LIMIT_S:
+        if data is not None and i >= len(data):
+            return
+        try:
+            writer.write(data[i:i + 1] if data is not None else b"x")
+            await writer.drain()
+        except (ConnectionError, ssl.SSLError, RuntimeError):
+            return
+        i += 1
+        await asyncio.sleep(0.2)
+
+
+async def _drip_until_closed(ok: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+                             n: int, started: float, data: bytes | None) -> dict[str, object]:
+    drips = [asyncio.ensure_future(_drip(w, data, started)) for _r, w in ok]
     closes = await asyncio.gather(*(_until_closed(r, started) for r, _w in ok))
     for task in drips:
         task.cancel()
@@ -121,20 +128,7 @@ async def slow_body(host: str, port: int, ctx: ssl.SSLContext, n: int,
     print("ready", flush=True)
     started = time.monotonic()
 
-    async def drip(writer: asyncio.StreamWriter) -> None:
-        while not writer.is_closing() and time.monotonic() - started < LIMIT_S:
-            try:
-                writer.write(b"x")
-                await writer.drain()
-            except (ConnectionError, ssl.SSLError, RuntimeError):
-                return
-            await asyncio.sleep(0.2)
-
-    drips = [asyncio.ensure_future(drip(w)) for _r, w in ok]
-    closes = await asyncio.gather(*(_until_closed(r, started) for r, _w in ok))
-    for task in drips:
-        task.cancel()
-    return _summary(len(ok), n, closes)
+    return await _drip_until_closed(ok, n, started, None)
 
 
 async def garbage_tokens(host: str, port: int, ctx: ssl.SSLContext,

@@ -27,11 +27,11 @@ import httpx
 import pytest
 import trustme
 
-from tests._helpers.envelopes import reader_keys
+from tests._helpers.envelopes import reader_keys, write_policies
 from tests._helpers.procs import kill_tree, popen, start_etcd, start_on_free_port
 from tests._helpers.wait import wait_until
 from vaultkey._dev.etcdproc import EtcdProcess
-from vaultkey.crypto import SecretKey, encrypt, write_keypair
+from vaultkey.crypto import SecretKey, encrypt
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 
 POLICIES = {
@@ -196,15 +196,7 @@ def proxy_factory(tmp_path_factory, tls_ca, etcd_server) -> Iterator[Callable[..
               extra_args: list[str] | None = None,
               client_cert: tuple[Path, Path] | None = None) -> Proxy:
         d = tmp_path_factory.mktemp("proxy")
-        pol = d / "policies"
-        pol.mkdir()
-        keys = {}
-        for name, text in (policies or POLICIES).items():
-            (pol / name).write_text(text)
-            group = name.removesuffix(".toml")
-            key_path, _pub = write_keypair(pol / group)
-            keys[group] = SecretKey.load(key_path)
-            shutil.move(str(key_path), str(d / f"{group}.key"))
+        pol, keys = write_policies(policies or POLICIES, d)
         admin = secrets.token_urlsafe(32)
         (d / "admin-token").write_text(admin + "\n")
         (d / "admin-token").chmod(0o600)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,8 +21,8 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from tests._helpers.envelopes import reader_keys
-from vaultkey.crypto import SecretKey, encrypt, write_keypair
+from tests._helpers.envelopes import reader_keys, write_policies
+from vaultkey.crypto import SecretKey, encrypt
 from vaultkey.proxy.app import create_app
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.state import ProxyState
@@ -43,15 +42,7 @@ class InProcessProxy:
     @classmethod
     def start(cls, policies: dict[str, str], workdir: Path | None = None) -> InProcessProxy:
         d = workdir or Path(tempfile.mkdtemp(prefix="vk-routes-"))
-        pol = d / "policies"
-        pol.mkdir()
-        keys = {}
-        for name, text in policies.items():
-            (pol / name).write_text(text)
-            group = name.removesuffix(".toml")
-            key_path, _pub = write_keypair(pol / group)
-            keys[group] = SecretKey.load(key_path)
-            shutil.move(str(key_path), str(d / f"{group}.key"))
+        pol, keys = write_policies(policies, d)
         admin = secrets.token_urlsafe(32)
         config = ProxyConfig(policies=str(pol), etcd=EtcdSettings(), admin_token=admin,
                              insecure=True)
