@@ -203,6 +203,8 @@ class TokenRegistry:
         if hmac.compare_digest(presented, self._admin_hash):
             return Caller("admin", self._admin_id)
         token_id = parse_token_id(token)
+        if token_id in self._revoked:  # revoked here, or pushed by the watch hub
+            raise Unauthenticated("invalid or revoked token")
         hit = self._cache.get(token_id) if token_id else None
         ttl = LIVE_CACHE_SECONDS if self.live() else CACHE_SECONDS
         if hit is not None and time.monotonic() - hit[0] < ttl:

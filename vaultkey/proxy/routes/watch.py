@@ -92,7 +92,7 @@ async def _stream(ctx: Ctx, sub: Subscriber) -> AsyncIterator[bytes]:
             # Why before every event, not only when idle: a revocation pushed by the hub
             # makes the cached check fail at once, and a busy stream must stop too. Only a
             # check that needs etcd is limited to one every TOKEN_CHECK_SECONDS.
-            full = time.monotonic() - checked >= TOKEN_CHECK_SECONDS
+            full = time.monotonic() - checked >= TOKEN_CHECK_SECONDS * 0.9  # timer jitter
             try:
                 valid = await _still_valid(ctx, full=full)
             except Unavailable:
