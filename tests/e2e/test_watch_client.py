@@ -163,7 +163,7 @@ def test_cli_watch_prints_a_line_per_change_and_stops_on_sigterm(proxy):
         vk.delete("/alpha/c1/a")
         last = vk.set("/alpha/c1/b", b"B")
         with Cli(proxy, "watch", "--values", "--since", str(start), "/alpha/c1/") as cli:
-            assert wait_until(lambda: len(cli.lines) >= 3)
+            assert wait_until(lambda: len(cli.lines) >= 3, timeout=30)
             status, err = cli.stop()
     assert cli.lines[0] == f"put /alpha/c1/a {put} line\\x1b[31m"  # escaped, never run
     kind, path, revision = cli.lines[1].split(" ")

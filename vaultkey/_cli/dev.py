@@ -9,7 +9,6 @@ and on Ctrl-C stops everything it started and deletes the directory (unless
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
@@ -123,12 +122,18 @@ def dev(directory: str | None, listen: str) -> None:
             audit_log=str(root / "audit.log"),
         )
         config.check()
-        token = asyncio.run(_dev_token(root, config))
         addr = f"https://{host if ':' not in host else f'[{host}]'}:{port}"
-        exports = _exports(addr, root, token)
-        write_private(root / "env", ("\n".join(exports) + "\n").encode())
-        _announce(exports, root, etcd, keep)
-        serve(config, log_level=logging.WARNING, on_sighup="stop")
+
+        async def ready(proxy_state: Any) -> None:
+            # Why inside the server: the token is made through the proxy's own etcd
+            # connection and event loop; a second gRPC channel opened and closed before
+            # the server starts could abort the process (seen in CI).
+            token = await _dev_token(root, proxy_state.tokens)
+            exports = _exports(addr, root, token)
+            write_private(root / "env", ("\n".join(exports) + "\n").encode())
+            _announce(exports, root, etcd, keep)
+
+        serve(config, log_level=logging.WARNING, on_sighup="stop", on_startup=ready)
     finally:
         if etcd is not None:
             etcd.stop()
@@ -218,26 +223,19 @@ def _lock(root: Path) -> IO[bytes]:
     return handle
 
 
-async def _dev_token(root: Path, config: Any) -> str:
+async def _dev_token(root: Path, tokens: Any) -> str:
     """Reuse the token of a kept --dir while it is valid; otherwise make a new one."""
     from vaultkey._files import write_private
     from vaultkey.errors import VaultkeyError
-    from vaultkey.proxy.store.etcd import connect
-    from vaultkey.proxy.tokens import TokenRegistry
 
-    _kv, sys_store, conn = connect(config.etcd, config.root)
-    try:
-        tokens = TokenRegistry(sys_store, config.admin_token)
-        saved = root / "dev.token"
-        if saved.exists():
-            token = _read_token(saved)
-            try:
-                await tokens.authenticate(token)
-                return token
-            except VaultkeyError:
-                pass
-        token, _record = await tokens.create("dev", name="vaultkey dev")
-        write_private(saved, (token + "\n").encode())
-        return str(token)
-    finally:
-        conn.close()
+    saved = root / "dev.token"
+    if saved.exists():
+        token = _read_token(saved)
+        try:
+            await tokens.authenticate(token)
+            return token
+        except VaultkeyError:
+            pass
+    token, _record = await tokens.create("dev", name="vaultkey dev")
+    write_private(saved, (token + "\n").encode())
+    return str(token)

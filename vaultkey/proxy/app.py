@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -56,7 +56,8 @@ def _install_signals(state: ProxyState, reload_policies: bool) -> None:
 
 
 def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
-               reload_on_sighup: bool = True) -> FastAPI:
+               reload_on_sighup: bool = True,
+               on_startup: Callable[[ProxyState], Awaitable[None]] | None = None) -> FastAPI:
     state = state or ProxyState.from_config(config)
     log_server_side = ServerSideLog()
 
@@ -64,6 +65,8 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _install_signals(state, reload_on_sighup)
         await state.hub.start()  # one watch on kv/ and one on sys/ for this replica
+        if on_startup is not None:
+            await on_startup(state)
         yield
         await state.hub.stop()  # open streams end with a "restarted" resync
         state.close()  # drains the audit log: a graceful shutdown loses no line

@@ -13,7 +13,7 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -102,7 +102,8 @@ def _exit_with_status(signum: int, _frame: object) -> None:
 
 
 def serve(config: ProxyConfig, *, state: ProxyState | None = None,
-          log_level: int = logging.INFO, on_sighup: str = "reload") -> None:
+          log_level: int = logging.INFO, on_sighup: str = "reload",
+          on_startup: Callable[[ProxyState], Awaitable[None]] | None = None) -> None:
     """Validate the config, build the app and serve until SIGINT/SIGTERM."""
     from vaultkey.proxy.app import create_app
 
@@ -112,7 +113,8 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
     check_can_listen(host, port)
     check_tls_files(config)
     state = state or ProxyState.from_config(config)
-    app = create_app(config, state=state, reload_on_sighup=on_sighup == "reload")
+    app = create_app(config, state=state, reload_on_sighup=on_sighup == "reload",
+                     on_startup=on_startup)
     log = logging.getLogger("vaultkey.proxy")
     scheme = "https" if config.tls_cert else "http"
     log.info("vaultkey proxy listening on %s://%s:%d, etcd %s%s", scheme, host, port,
