@@ -178,7 +178,7 @@ def test_cli_watch_json_lines(proxy):
         rev = vk.set("/alpha/c2/bin", b"\xff\x00")
         with Cli(proxy, "watch", "-o", "json", "--values", "--since", str(start),
                  "/alpha/c2") as cli:
-            assert wait_until(lambda: cli.lines)
+            assert wait_until(lambda: cli.lines, timeout=30)
             cli.stop(signal.SIGINT)
     doc = json.loads(cli.lines[0])
     assert doc == {"type": "put", "path": "/alpha/c2/bin", "revision": rev, "version": 1,
@@ -203,9 +203,9 @@ def test_cli_watch_exec_runs_once_per_burst_of_changes(proxy, tmp_path: Path):
         burst = [vk.set(f"/alpha/c3/{i}", b"v") for i in range(5)]  # replayed at once
         command = f"{sys.executable} {script} {runs}"
         with Cli(proxy, "watch", "--exec", command, "--since", str(start), "/alpha/c3/") as cli:
-            assert wait_until(runs.exists)
+            assert wait_until(runs.exists, timeout=30)
             later = vk.set("/alpha/c3/later", b"v")
-            assert wait_until(lambda: len(runs.read_text().splitlines()) >= 2)
+            assert wait_until(lambda: len(runs.read_text().splitlines()) >= 2, timeout=30)
             status, err = cli.stop()
     assert runs.read_text().splitlines() == [
         f"{burst[-1]} 0 " + ",".join(f"/alpha/c3/{i}" for i in range(5)),
@@ -216,7 +216,7 @@ def test_cli_watch_exec_runs_once_per_burst_of_changes(proxy, tmp_path: Path):
 def test_cli_register_deletes_the_key_at_once_on_sigterm(proxy):
     with client(proxy) as vk, Cli(proxy, "register", "/alpha/c4/svc", "here",
                                   "--ttl", "10s") as cli:
-        assert wait_until(lambda: not gone(vk, "/alpha/c4/svc"))
+        assert wait_until(lambda: not gone(vk, "/alpha/c4/svc"), timeout=30)
         status, err = cli.stop(signal.SIGTERM)
         assert gone(vk, "/alpha/c4/svc")  # no waiting: the lease was revoked
     assert status == 0, err
@@ -226,7 +226,7 @@ def test_cli_register_deletes_the_key_at_once_on_sigterm(proxy):
 def test_cli_register_killed_leaves_a_key_that_goes_within_the_ttl(proxy):
     with client(proxy) as vk, Cli(proxy, "register", "/alpha/c5/svc", "here",
                                   "--ttl", "2s") as cli:
-        assert wait_until(lambda: not gone(vk, "/alpha/c5/svc"))
+        assert wait_until(lambda: not gone(vk, "/alpha/c5/svc"), timeout=30)
         cli.proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         assert wait_until(lambda: gone(vk, "/alpha/c5/svc"), timeout=5)
