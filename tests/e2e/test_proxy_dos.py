@@ -138,15 +138,20 @@ def _refused(proxy: Proxy, reason: str) -> float:
     return float(found.group(1))
 
 
-@pytest.fixture(scope="module")
-def dos_proxy(proxy_factory) -> Proxy:
-    p = proxy_factory(extra_args=["--header-timeout", str(HEADER_TIMEOUT),
-                                  "--max-connections", "1000"])
+def _target(proxy_factory, *limits: str) -> Proxy:  # type: ignore[no-untyped-def]
+    """A proxy with these limits, a token and the key the legitimate client reads."""
+    p = proxy_factory(extra_args=list(limits))
     p.tokens = {"alpha": p.create_token("alpha")}
     with p.client(p.tokens["alpha"]) as c:
         r = c.put("/v1/kv/alpha/legit", content=p.envelope("/alpha/legit", b"v"))
         assert r.status_code == 200, r.text
     return p
+
+
+@pytest.fixture(scope="module")
+def dos_proxy(proxy_factory) -> Proxy:
+    return _target(proxy_factory, "--header-timeout", str(HEADER_TIMEOUT),
+                   "--max-connections", "1000")
 
 
 def test_a_100_mb_header_is_cut_off_at_the_cap_and_stalls_nobody(dos_proxy):
@@ -184,14 +189,8 @@ def test_200_slowloris_connections_get_408_at_the_header_timeout(dos_proxy):
 
 @pytest.fixture(scope="module")
 def small_proxy(proxy_factory) -> Proxy:
-    p = proxy_factory(extra_args=["--header-timeout", str(SMALL_HEADER_TIMEOUT),
-                                  "--body-timeout", "1.5",
-                                  "--max-connections", "60"])
-    p.tokens = {"alpha": p.create_token("alpha")}
-    with p.client(p.tokens["alpha"]) as c:
-        r = c.put("/v1/kv/alpha/legit", content=p.envelope("/alpha/legit", b"v"))
-        assert r.status_code == 200, r.text
-    return p
+    return _target(proxy_factory, "--header-timeout", str(SMALL_HEADER_TIMEOUT),
+                   "--body-timeout", "1.5", "--max-connections", "60")
 
 
 def test_connections_past_the_limit_close_idle_ones_so_clients_are_still_served(small_proxy):
