@@ -3,7 +3,12 @@
 - :func:`popen` starts a child with SIGINT at its default disposition. A shell
   that runs pytest in the background (``nohup pytest &``) sets SIGINT to
   "ignored", children inherit that, and a child Python then never raises
-  KeyboardInterrupt: a test that interrupts it would hang.
+  KeyboardInterrupt: a test that interrupts it would hang. So when SIGINT is
+  ignored here, a handler is installed first (exec resets handled signals to
+  their default). Never with ``preexec_fn``: that forces a real fork(), whose
+  handlers in grpcio >= 1.80 restart gRPC's poller in the child, where
+  ``close_fds`` then closes its epoll fd and the child aborts before exec (seen:
+  28 of 200 children while this process had a busy etcd channel; grpc#43055).
 - :func:`stop` signals a child and waits; if it does not exit in time, it and
   every process it started are killed before the test fails, so a timeout never
   leaves a ``vaultkey dev`` or an etcd running.
@@ -27,6 +32,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,14 +46,12 @@ from vaultkey.errors import Unavailable, UsageError
 PORT_TAKEN = "address already in use"
 
 
-def sigint_default() -> None:
-    """preexec_fn: give the child the default SIGINT action, whatever the parent had."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-    """subprocess.Popen, with SIGINT reset to its default in the child (see the module doc)."""
-    return subprocess.Popen(args, preexec_fn=sigint_default, **kwargs)  # noqa: PLW1509
+    """subprocess.Popen, with SIGINT at its default in the child (see the module doc)."""
+    if (signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            and threading.current_thread() is threading.main_thread()):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return subprocess.Popen(args, **kwargs)
 
 
 def descendants(pid: int) -> list[int]:
