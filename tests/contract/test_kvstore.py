@@ -85,10 +85,11 @@ def test_delete_reports_existence_and_a_missing_delete_changes_nothing(backend):
     async def go() -> None:
         kv = backend.kv
         rev = await kv.put("/d/x", b"v")
-        assert await kv.delete("/d/x", if_revision=rev) is True
+        deleted = await kv.delete("/d/x", if_revision=rev)
+        assert deleted > rev and deleted == await kv.ping()  # the delete's own revision
         assert await kv.get("/d/x") is None
         before = await kv.ping()
-        assert await kv.delete("/d/x") is False
+        assert await kv.delete("/d/x") == 0
         assert await kv.ping() == before
         again = await kv.put("/d/x", b"new")
         entry = await kv.get("/d/x")
@@ -183,6 +184,42 @@ def test_watch_delivers_every_change_in_order_from_a_start_revision(backend):
         await stream.aclose()
         assert seen == [("put", "/w/a", b"1"), ("put", "/w/b", b"2"), ("delete", "/w/a", b""),
                         ("put", "/w/c", b"live")]
+
+    run(go())
+
+
+def test_a_fence_is_reported_after_every_earlier_change_and_is_no_key(backend):
+    async def go() -> None:
+        kv = backend.kv
+        first = await kv.put("/f/a", b"1")
+        await kv.delete("/f/a")
+        fence = await kv.fence()
+        assert fence == await kv.ping() and fence > first
+        seen: list[tuple[str, str | None]] = []
+        stream = kv.watch(first)
+        async with asyncio.timeout(10):
+            async for batch in stream:
+                seen += [(e.kind, e.path) for e in batch.events]
+                if batch.fence:
+                    assert batch.fence == fence
+                    break
+        await stream.aclose()
+        assert seen == [("put", "/f/a"), ("delete", "/f/a")]  # all before it; no key for it
+        assert (await kv.list_keys("/")).paths.count(None) == 0
+        assert kv.counters.invalid_keys == 0
+
+    run(go())
+
+
+def test_a_watch_reports_that_it_is_up_before_any_change(backend):
+    async def go() -> None:
+        kv = backend.kv
+        now = await kv.ping()
+        stream = kv.watch(now + 1)
+        async with asyncio.timeout(10):
+            first = await anext(stream)
+        await stream.aclose()
+        assert first.events == () and first.revision >= now
 
     run(go())
 

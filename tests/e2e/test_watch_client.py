@@ -61,8 +61,10 @@ def test_a_watch_sees_a_put_and_a_delete_in_order_decrypted(proxy):
             writer.set("/alpha/w1/a", b"A\x00\xff")
             writer.delete("/alpha/w1/a")
 
-        threading.Thread(target=write, daemon=True).start()
+        writing = threading.Thread(target=write, daemon=True)
+        writing.start()
         put, deleted = next(changes), next(changes)
+        writing.join(30)  # its delete's answer may come after the watch's event
     assert (put.type, put.path, put.value, put.error) == ("put", "/alpha/w1/a", b"A\x00\xff", None)
     assert (deleted.type, deleted.path, deleted.value) == ("delete", "/alpha/w1/a", None)
     assert deleted.revision > put.revision == put.create_revision and put.version == 1

@@ -51,6 +51,8 @@ _LIMITS: tuple[tuple[str, type, float, str], ...] = (
     ("--handshake-timeout", float, 10.0, "Seconds to finish the TLS handshake."),
     ("--watch-queue", int, 1024, "Events a watch stream may have waiting; past it, the "
      "stream ends with a resync."),
+    ("--cache-bytes", int, 256 * 1024 * 1024, "Memory for the read cache of the keyspace "
+     "(0: off, every read goes to etcd); past it, reads go to etcd."),
 )
 
 

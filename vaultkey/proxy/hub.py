@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vaultkey.errors import Unavailable
+from vaultkey.proxy.cache import ReadCache
 from vaultkey.proxy.store.base import KVStore, RevisionCompacted, WatchCompacted, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,10 @@ class HubStats:
 class Hub:
     def __init__(self, kv: KVStore, sys: KVStore, *,
                  on_sys: Callable[[WatchEvent], None] | None = None,
-                 on_sys_resync: Callable[[], None] | None = None, queue: int = QUEUE) -> None:
+                 on_sys_resync: Callable[[], None] | None = None, queue: int = QUEUE,
+                 cache: ReadCache | None = None) -> None:
         self.kv, self.sys = kv, sys
+        self.cache = cache  # fed with every kv batch, (re)connect and resync
         self.queue_limit = queue
         self.on_sys = on_sys or (lambda _e: None)
         self.on_sys_resync = on_sys_resync or (lambda: None)
@@ -120,6 +123,8 @@ class Hub:
     async def _main(self) -> None:
         start = await self._current()
         self.revision = self.floor = start
+        if self.cache is not None:
+            self.cache.begin(start)
         await asyncio.gather(self._follow("kv", self.kv, start + 1),
                              self._follow("sys", self.sys, start + 1))
 
@@ -129,6 +134,8 @@ class Hub:
             sub.end(End(reason, self.revision))
 
     async def stop(self) -> None:
+        if self.cache is not None:
+            self.cache.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -186,10 +193,16 @@ class Hub:
             try:
                 async for batch in store.watch(next_revision):
                     delay = 0.1
+                    if not self.live[name] and name == "kv" and self.cache is not None:
+                        self.cache.up()
                     self.live[name] = True  # the watch is established (etcd said so)
                     for event in batch.events:
                         self._dispatch(name, event)
                         next_revision = event.revision + 1
+                    if batch.fence:
+                        next_revision = max(next_revision, batch.fence + 1)
+                    if name == "kv" and self.cache is not None:
+                        self.cache.batch(batch)
             except WatchCompacted as exc:
                 log.warning("the %s watch fell behind etcd's compaction (%s); resyncing",
                             name, exc.compact_revision)
@@ -203,6 +216,8 @@ class Hub:
             finally:
                 self.stats.streams -= 1
                 self.live[name] = False
+                if name == "kv" and self.cache is not None:
+                    self.cache.down()
             await asyncio.sleep(delay * (1 + random.random() / 2))  # noqa: S311 - jitter
             delay = min(delay * 2, 2.0)
 
@@ -226,6 +241,8 @@ class Hub:
         else:
             self.history.clear()
             self.revision = self.floor = current
+            if self.cache is not None:
+                self.cache.begin(current)
             for sub in list(self.subscribers):
                 sub.end(End("compacted", current))
         return current + 1

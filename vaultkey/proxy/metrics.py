@@ -6,6 +6,7 @@ import functools
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from vaultkey.proxy.cache import ReadCache
 from vaultkey.proxy.hub import Hub
 from vaultkey.proxy.protocol import Counters
 from vaultkey.proxy.store.base import StoreCounters
@@ -87,6 +88,25 @@ class Metrics:
                 functools.partial(_read, hub.stats, read))
         Gauge("vaultkey_watch_subscribers", "open watch streams of clients",
               registry=self.registry).set_function(lambda: float(len(hub.subscribers)))
+
+    def watch_cache(self, cache: ReadCache) -> None:
+        """The read cache: how reads were answered, and its size (docs/OPERATIONS.md)."""
+        for name, text, read in (
+                ("vaultkey_cache_hits", "reads answered from the cache", "hits"),
+                ("vaultkey_cache_misses", "reads sent to etcd while the cache was not usable",
+                 "misses"),
+                ("vaultkey_cache_waits", "reads that waited for this replica's own write",
+                 "waits"),
+                ("vaultkey_cache_stalls", "fences the kv watch did not deliver in time",
+                 "stalls")):
+            Gauge(name, text, registry=self.registry).set_function(
+                functools.partial(_read, cache.stats, read))
+        Gauge("vaultkey_cache_keys", "keys in the read cache",
+              registry=self.registry).set_function(lambda: float(len(cache.entries)))
+        Gauge("vaultkey_cache_bytes", "estimated bytes held by the read cache",
+              registry=self.registry).set_function(lambda: float(cache.bytes))
+        Gauge("vaultkey_cache_usable", "1 while reads may be answered from the cache",
+              registry=self.registry).set_function(lambda: float(cache.usable_now()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,6 +22,7 @@ from vaultkey.errors import VaultkeyError
 from vaultkey.keys import PublicKey
 from vaultkey.policy.load import LoadedPolicies, load_policy_dir, resolve_key_entry
 from vaultkey.proxy.audit import AuditWriter
+from vaultkey.proxy.cache import CachedKV, ReadCache
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.hub import Hub
 from vaultkey.proxy.metrics import Metrics
@@ -43,11 +44,15 @@ class ProxyState:
         self.config = config
         self.policies: LoadedPolicies = load_policy_dir(config.policies)
         self.escrow = load_escrow_keys(config.escrow_keys)
-        self.kv = kv
+        # Routes read through the cache (kv); `store` is etcd itself (?consistent=true).
+        self.store = kv
+        self.cache = ReadCache(kv, config.cache_bytes)
+        self.kv: KVStore = CachedKV(kv, self.cache) if config.cache_bytes else kv
         self.sys = sys
         self.tokens = TokenRegistry(sys, config.admin_token.strip(), clock=clock)
         self.hub = Hub(kv, sys, on_sys=self.tokens.on_sys_event,
-                       on_sys_resync=self.tokens.on_sys_resync, queue=config.watch_queue)
+                       on_sys_resync=self.tokens.on_sys_resync, queue=config.watch_queue,
+                       cache=self.cache if config.cache_bytes else None)
         self.tokens.live = lambda: self.hub.live["sys"]
         self.audit = audit
         self._on_close = on_close
@@ -57,6 +62,7 @@ class ProxyState:
         self.metrics.watch_store(kv.counters)
         self.metrics.watch_tokens(self.tokens)
         self.metrics.watch_hub(self.hub)
+        self.metrics.watch_cache(self.cache)
         if audit is not None:
             self.metrics.audit_write_failures.set_function(lambda: audit.failures)
         self._reload_lock = threading.Lock()

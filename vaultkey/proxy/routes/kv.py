@@ -23,7 +23,7 @@ from vaultkey.proxy.authz import check_envelope
 from vaultkey.proxy.body import read_body
 from vaultkey.proxy.deps import Ctx, GroupCtx
 from vaultkey.proxy.listing import Listing, load_values, readable_keys
-from vaultkey.proxy.store.base import Entry
+from vaultkey.proxy.store.base import Entry, KVStore
 from vaultkey.proxy.tokens import parse_ttl
 
 router = APIRouter(prefix="/v1/kv", tags=["kv"])
@@ -58,7 +58,9 @@ _QUERY_DOC = {"parameters": [
     {"name": name, "in": "query", "required": False, "schema": {"type": "boolean"},
      "description": text}
     for name, text in (("list", "list the key names under the prefix (needs `list`)"),
-                       ("recursive", "list and return every envelope under the prefix"))]}
+                       ("recursive", "list and return every envelope under the prefix"),
+                       ("consistent", "a linearizable read from etcd, never from the "
+                        "proxy's read cache"))]}
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -76,43 +78,44 @@ def _flag(request: Request, name: str) -> bool:
             openapi_extra=_QUERY_DOC)
 async def kv_get(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
     recursive, listing = _flag(request, "recursive"), _flag(request, "list")  # both checked
+    kv = ctx.state.store if _flag(request, "consistent") else ctx.state.kv
     if recursive:
-        return await _load_prefix(path, ctx)
+        return await _load_prefix(path, ctx, kv)
     if listing:
-        return await _list_prefix(path, ctx)
-    return await _read_key(path, ctx)
+        return await _list_prefix(path, ctx, kv)
+    return await _read_key(path, ctx, kv)
 
 
-async def _read_key(path: str, ctx: Ctx) -> JSONResponse:
+async def _read_key(path: str, ctx: Ctx, kv: KVStore) -> JSONResponse:
     if path.endswith("/") or path == "":
         raise InvalidPath(f"/{path} names a prefix; add ?list=true or ?recursive=true")
     key = validate_key("/" + path)
     ctx.audit.op, ctx.audit.path = "kv.read", key
     ctx.authz.require(Capability.READ, key)
-    entry = await ctx.state.kv.get(key)
+    entry = await kv.get(key)
     if entry is None:
         raise NotFound(f"{key} not found")
     ctx.audit.revision = entry.mod_revision
     return JSONResponse(_entry_json(entry))
 
 
-async def _readable(path: str, ctx: Ctx, op: str) -> tuple[str, Listing]:
+async def _readable(path: str, ctx: Ctx, op: str, kv: KVStore) -> tuple[str, Listing]:
     prefix = validate_prefix("/" + path)
     ctx.audit.op, ctx.audit.path = op, prefix
     ctx.authz.require(Capability.LIST, prefix, is_prefix=True)
-    listing = await readable_keys(ctx.state.kv, ctx.authz, prefix)
+    listing = await readable_keys(kv, ctx.authz, prefix)
     ctx.audit.revision = listing.revision
     return prefix, listing
 
 
-async def _list_prefix(path: str, ctx: Ctx) -> JSONResponse:
-    prefix, listing = await _readable(path, ctx, "kv.list")
+async def _list_prefix(path: str, ctx: Ctx, kv: KVStore) -> JSONResponse:
+    prefix, listing = await _readable(path, ctx, "kv.list", kv)
     return JSONResponse({"prefix": prefix, "revision": listing.revision, "keys": listing.keys})
 
 
-async def _load_prefix(path: str, ctx: Ctx) -> JSONResponse:
-    prefix, listing = await _readable(path, ctx, "kv.load")
-    entries = await load_values(ctx.state.kv, listing, prefix)
+async def _load_prefix(path: str, ctx: Ctx, kv: KVStore) -> JSONResponse:
+    prefix, listing = await _readable(path, ctx, "kv.load", kv)
+    entries = await load_values(kv, listing, prefix)
     return JSONResponse({"prefix": prefix, "revision": listing.revision,
                          "entries": [_entry_json(e) for e in entries]})
 

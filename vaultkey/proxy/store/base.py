@@ -101,10 +101,15 @@ class WatchEvent:
 
 @dataclass(frozen=True)
 class WatchBatch:
-    """The events of one watch response and the revision it reports."""
+    """The events of one watch response and the revision it reports.
+
+    ``fence`` is the revision of a :meth:`KVStore.fence` marker this response
+    carried (0: none): every change up to it has been delivered by this watch.
+    """
 
     revision: int
     events: tuple[WatchEvent, ...]
+    fence: int = 0
 
 
 class RevisionCompacted(Unavailable):
@@ -157,8 +162,14 @@ class KVStore(Protocol):
         exist); raises Conflict otherwise, and
         ValueTooLarge for a request over etcd's limit (:data:`ETCD_MAX_REQUEST_BYTES`)."""
 
-    async def delete(self, path: str, *, if_revision: int | None = None) -> bool:
-        """Delete *path*; returns whether it existed. Raises Conflict if the CAS fails."""
+    async def delete(self, path: str, *, if_revision: int | None = None) -> int:
+        """Delete *path*; returns the revision of the delete, or 0 if nothing existed.
+        Raises Conflict if the CAS fails."""
+
+    async def fence(self) -> int:
+        """Write the namespace's fence marker (outside every key path) and return its
+        revision. A watch of the namespace reports it (``WatchBatch.fence``) after every
+        earlier change: seeing it proves the watch has caught up to that revision."""
 
     async def ping(self) -> int:
         """The current revision; raises Unavailable if the store cannot answer."""

@@ -123,14 +123,20 @@ class EtcdStore:
             raise Conflict(conflict_message(path, if_revision, create_only))
         return int(responses[0].response_put.header.revision)
 
-    def delete(self, path: str, *, if_revision: int | None = None) -> bool:
+    def delete(self, path: str, *, if_revision: int | None = None) -> int:
         key = self._key(path)
         compare = [] if if_revision is None else [tx.Mod(key) == int(if_revision)]
         ok, responses = self.conn.call(lambda c: c.transaction(compare, [tx.Delete(key)], []),
                                        idempotent=False)
         if not ok:
             raise Conflict(conflict_message(path, if_revision, False))
-        return int(responses[0].response_delete_range.deleted) > 0
+        deleted = responses[0].response_delete_range
+        return int(deleted.header.revision) if int(deleted.deleted) > 0 else 0
+
+    def fence(self) -> int:
+        """Put the marker at the namespace's own key (no path maps to it)."""
+        resp = self.conn.call(lambda c: c.put(self._ns, b"fence"), idempotent=False)
+        return int(resp.header.revision)
 
     def ping(self) -> int:
         resp = self.conn.call(lambda c: c.get_response(self._ns + b"/"))
@@ -149,6 +155,9 @@ class EtcdStore:
         except StoreError as exc:
             if "not found" not in exc.message:  # already expired or revoked: done
                 raise
+
+    def is_fence(self, raw: Any) -> bool:
+        return bool(raw.kv.key == self._ns)
 
     def event(self, raw: Any) -> WatchEvent:
         """A watch event from etcd's protobuf ``mvccpb.Event`` (type 1 is DELETE)."""
@@ -201,8 +210,11 @@ class EtcdKV:
         return await self._run(self.store.put, path, value, if_revision=if_revision,
                                create_only=create_only, lease=lease)
 
-    async def delete(self, path: str, *, if_revision: int | None = None) -> bool:
+    async def delete(self, path: str, *, if_revision: int | None = None) -> int:
         return await self._run(self.store.delete, path, if_revision=if_revision)
+
+    async def fence(self) -> int:
+        return await self._run(self.store.fence)
 
     async def ping(self) -> int:
         return await self._run(self.store.ping)
@@ -222,9 +234,12 @@ class EtcdKV:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         store = self.store
         client = await self._run(store.conn.client)
+        ns = store.namespace.encode()
+        # From the namespace's own key (the fence marker) to the end of its prefix.
         stream = await self._run(
-            WatchStream, client, store.namespace.encode() + b"/", start_revision,
-            lambda item: loop.call_soon_threadsafe(queue.put_nowait, item))
+            WatchStream, client, ns, start_revision,
+            lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+            range_end=prefix_range_end(ns + b"/"))
         try:
             while True:
                 item = await queue.get()
@@ -235,8 +250,11 @@ class EtcdKV:
                 if item.canceled:
                     raise Unavailable(f"etcd cancelled the watch: {item.cancel_reason}",
                                       retry_after=1.0)
+                fences = [int(e.kv.mod_revision) for e in item.events if store.is_fence(e)]
                 yield WatchBatch(int(item.header.revision),  # `created` too: the watch is up
-                                 mark_last(store.event(e) for e in item.events))
+                                 mark_last(store.event(e) for e in item.events
+                                           if not store.is_fence(e)),
+                                 fence=max(fences, default=0))
         finally:
             stream.cancel()
 

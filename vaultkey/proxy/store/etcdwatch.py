@@ -29,10 +29,10 @@ class WatchStream:
     goes to *deliver*, from the stream's own thread."""
 
     def __init__(self, client: Any, key: bytes, start_revision: int,
-                 deliver: Callable[[Any], None]) -> None:
+                 deliver: Callable[[Any], None], *, range_end: bytes | None = None) -> None:
         self._requests: queue.Queue[object] = queue.Queue()
-        create = rpc_pb2.WatchCreateRequest(key=key, range_end=prefix_range_end(key),
-                                            start_revision=start_revision)
+        create = rpc_pb2.WatchCreateRequest(
+            key=key, range_end=range_end or prefix_range_end(key), start_revision=start_revision)
         self._requests.put(rpc_pb2.WatchRequest(create_request=create))
         stub = rpc_pb2_grpc.WatchStub(client.channel)
         self._responses = stub.Watch(self._request_iter(), credentials=client.call_credentials,

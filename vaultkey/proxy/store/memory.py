@@ -62,6 +62,8 @@ class MemoryKV:
         self._watchers: list[asyncio.Queue[WatchEvent]] = []
         self._leases: dict[int, _Lease] = {}
         self._lease_ids = itertools.count(0x7E57_0000_0001)
+        self._fences: set[int] = set()  # revisions of fence markers
+        self.paused = False  # tests: while True, watches deliver nothing (a stalled stream)
 
     # -- reading -------------------------------------------------------------
     def _at(self, raw: bytes, revision: int) -> _Version | None:
@@ -159,15 +161,21 @@ class MemoryKV:
                               create, version, lease))
         return self.revision
 
-    async def delete(self, path: str, *, if_revision: int | None = None) -> bool:
+    async def delete(self, path: str, *, if_revision: int | None = None) -> int:
         raw = validate_key(path).encode()
         current = self._at(raw, self.revision)
         if if_revision is not None and (current.mod_revision if current else 0) != if_revision:
             raise Conflict(conflict_message(path, if_revision, False))
         if current is None:
-            return False
+            return 0
         self._delete_raw(raw)
-        return True
+        return self.revision
+
+    async def fence(self) -> int:
+        self.revision += 1
+        self._fences.add(self.revision)
+        self._emit(WatchEvent("put", None, self.revision))
+        return self.revision
 
     def _delete_raw(self, raw: bytes) -> None:
         self.revision += 1
@@ -197,14 +205,22 @@ class MemoryKV:
         try:
             # The queue is registered before the log is read: a change made while the past
             # is replayed is in the queue, not in this snapshot, so nothing repeats.
+            yield WatchBatch(self.revision, ())  # etcd's "created" response: the watch is up
             for past in [e for e in self._log if e.revision >= start_revision]:
-                yield WatchBatch(past.revision, (past,))
+                yield self._batch(past)
             while True:
                 event = await queue.get()
+                while self.paused:
+                    await asyncio.sleep(0.01)
                 if event.revision >= start_revision:
-                    yield WatchBatch(event.revision, (event,))
+                    yield self._batch(event)
         finally:
             self._watchers.remove(queue)
+
+    def _batch(self, event: WatchEvent) -> WatchBatch:
+        if event.revision in self._fences:
+            return WatchBatch(event.revision, (), fence=event.revision)
+        return WatchBatch(event.revision, (event,))
 
     async def grant_lease(self, ttl: int) -> int:
         lease = next(self._lease_ids)

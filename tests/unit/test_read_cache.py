@@ -1,0 +1,151 @@
+"""The read cache on the memory store (proven like etcd by tests/contract/).
+
+Each consistency guarantee of vaultkey/proxy/cache.py is shown here with a hub
+feeding the cache, and again against real etcd and two proxies in
+tests/e2e/test_read_cache.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from vaultkey.proxy.cache import CachedKV, ReadCache
+from vaultkey.proxy.hub import Hub
+from vaultkey.proxy.store.memory import MemoryKV
+
+
+async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.005)
+
+
+def _run(body: Callable[[MemoryKV, ReadCache, CachedKV, Hub], Awaitable[None]], *,
+         max_bytes: int = 1 << 20, fence_interval: float = 10.0, fence_timeout: float = 3.0,
+         before: Callable[[MemoryKV], Awaitable[None]] | None = None) -> None:
+    async def go() -> None:
+        store = MemoryKV()
+        if before is not None:
+            await before(store)
+        cache = ReadCache(store, max_bytes, fence_interval=fence_interval,
+                          fence_timeout=fence_timeout)
+        hub = Hub(store, MemoryKV(), cache=cache)
+        await hub.start()
+        try:
+            await _until(cache.usable_now)
+            await body(store, cache, CachedKV(store, cache), hub)
+        finally:
+            await hub.stop()
+    asyncio.run(go())
+
+
+def test_it_loads_the_keyspace_and_answers_reads_without_the_store():
+    async def before(store: MemoryKV) -> None:
+        for i in range(2500):  # more than one load page
+            await store.put(f"/app/{i:04d}", b"v%d" % i)
+
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        fetched = store.counters.values_fetched
+        entry = await kv.get("/app/0042")
+        assert entry is not None and entry.value == b"v42"
+        page = await kv.list_keys("/app/", limit=1000)
+        assert len(page.paths) == 1000 and page.after == b"/app/0999"
+        second = await kv.list_keys("/app/", revision=page.revision, after=page.after)
+        assert second.paths[0] == "/app/1000"
+        got = await kv.load_run("/app/0010", "/app/0019", 10, page.revision)
+        assert [e.path for e in got] == [f"/app/{i:04d}" for i in range(10, 20)]
+        assert store.counters.values_fetched == fetched  # all from memory
+        assert len(cache.entries) == 2500 and cache.stats.loads == 1
+
+    _run(body, before=before)
+
+
+def test_read_your_writes_through_this_replica():
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        for i in range(50):
+            await kv.put("/ryw/k", b"%d" % i)
+            entry = await kv.get("/ryw/k")
+            assert entry is not None and entry.value == b"%d" % i
+            assert (await kv.list_keys("/ryw/")).paths == ["/ryw/k"]
+        await kv.delete("/ryw/k")
+        assert await kv.get("/ryw/k") is None
+        assert (await kv.list_keys("/ryw/")).paths == []
+        assert cache.stats.hits > 0
+
+    _run(body)
+
+
+def test_no_reads_from_the_cache_while_the_watch_is_down():
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        await kv.put("/down/k", b"old")
+        await _until(lambda: cache.revision >= store.revision)
+        for task in hub._tasks:  # the watch drops (etcd unreachable, a network cut)
+            task.cancel()
+        await _until(lambda: not cache.live)
+        await store.put("/down/k", b"new")  # written through another replica
+        entry = await kv.get("/down/k")
+        assert entry is not None and entry.value == b"new"
+        assert cache.stats.misses >= 1
+
+    _run(body)
+
+
+def test_a_stalled_watch_is_noticed_by_its_fence_and_reads_go_to_the_store():
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        await store.put("/stall/k", b"old")
+        await _until(lambda: cache.revision >= store.revision)
+        store.paused = True  # the stream stays open but delivers nothing
+        await store.put("/stall/k", b"new")
+        await _until(lambda: cache.stats.stalls >= 1, timeout=5)
+        entry = await kv.get("/stall/k")
+        assert entry is not None and entry.value == b"new"
+        store.paused = False
+        await _until(cache.usable_now)
+        entry = await kv.get("/stall/k")
+        assert entry is not None and entry.value == b"new"
+
+    _run(body, fence_interval=0.3, fence_timeout=0.1)
+
+
+def test_a_reconnect_is_not_trusted_until_its_fence_arrives():
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        cache.down()
+        store.paused = True
+        cache.up()  # connected again, but what it missed has not arrived yet
+        await store.put("/re/k", b"v")
+        assert not cache.usable_now()
+        assert (await kv.get("/re/k")) is not None
+        store.paused = False
+        await _until(cache.usable_now)
+
+    _run(body)
+
+
+def test_past_its_memory_bound_the_cache_empties_and_reads_go_to_the_store():
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        for i in range(40):
+            await kv.put(f"/big/{i}", b"x" * 1000)
+        await _until(lambda: cache.state == "over_budget")
+        assert cache.entries == {} and cache.bytes == 0
+        assert len((await kv.list_keys("/big/")).paths) == 40
+        entry = await kv.get("/big/39")
+        assert entry is not None and cache.stats.misses >= 2
+
+    _run(body, max_bytes=20_000)
+
+
+def test_a_listing_started_on_the_store_stays_at_its_revision():
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        for i in range(3):
+            await kv.put(f"/rev/{i}", b"1")
+        old = store.revision
+        await kv.put("/rev/0", b"2")
+        await kv.delete("/rev/1")
+        page = await kv.list_keys("/rev/", revision=old)  # an older revision: the store
+        assert page.paths == ["/rev/0", "/rev/1", "/rev/2"]
+        got = await kv.load_run("/rev/0", "/rev/2", 3, old)
+        assert [(e.path, e.value) for e in got] == [("/rev/0", b"1"), ("/rev/1", b"1"),
+                                                    ("/rev/2", b"1")]
+
+    _run(body)

@@ -1,0 +1,339 @@
+"""A read cache of the kv namespace, kept current by the watch hub.
+
+Reads (one key, listings, recursive loads) are answered from memory, with no
+etcd round trip and no thread hop, only while the cache can prove it is
+current. Only ciphertext is held, and authorisation is unchanged: routes and
+:mod:`vaultkey.proxy.listing` ask :class:`CachedKV` exactly what they would
+ask etcd, so what a caller may read is decided by the same code.
+
+When a read is answered from the cache (each a test in tests/):
+
+* **read your writes**: after a write through this replica returns revision
+  R, every read here reflects revision >= R. A read waits up to
+  ``RYW_WAIT`` seconds for the watch to deliver R; otherwise it goes to etcd;
+* **never stale**: while the hub's kv watch is down, the cache is loading,
+  or its catch-up since the (re)connect is not yet proven, reads go to etcd.
+  Catch-up is proven with a *fence*: the cache writes the namespace's marker
+  key and waits until the watch reports it (etcd delivers a watch's events in
+  revision order, so everything before it has arrived). A fence is written
+  after every (re)connect and every ``FENCE_INTERVAL`` seconds; one not seen
+  within ``FENCE_TIMEOUT`` marks the watch stalled, and reads go to etcd until
+  it is seen;
+* **linearizable on request**: ``?consistent=true`` reads etcd (routes use
+  :attr:`CachedKV.direct`);
+* **bounded memory**: at most ``max_bytes`` (values, paths and a measured
+  per-entry overhead). Past it, the cache empties itself and every read goes
+  to etcd until the proxy restarts; it never grows past the bound.
+
+A listing answered from the cache is computed without yielding to the event
+loop, so the whole of it is at one revision, as from etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from vaultkey.errors import Unavailable
+from vaultkey.proxy.store.base import Entry, KeyPage, KVStore, WatchBatch, WatchEvent
+
+log = logging.getLogger(__name__)
+
+ENTRY_OVERHEAD = 360  # bytes per cached key beyond path and value (measured: see OPERATIONS)
+RYW_WAIT = 0.2  # seconds a read waits for this replica's own write to come back
+FENCE_INTERVAL = 10.0
+FENCE_TIMEOUT = 3.0
+LOAD_PAGE = 1000
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0  # reads that went to etcd while the cache was not usable
+    waits: int = 0  # reads that waited for this replica's write to arrive
+    loads: int = 0
+    stalls: int = 0  # fences not seen in time
+
+
+def _prefix_end(prefix: str) -> str:
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class ReadCache:
+    """The keyspace in memory: fed by the hub (:meth:`begin`, :meth:`up`, :meth:`batch`,
+    :meth:`down`), read by :class:`CachedKV`."""
+
+    def __init__(self, kv: KVStore, max_bytes: int, *, fence_interval: float = FENCE_INTERVAL,
+                 fence_timeout: float = FENCE_TIMEOUT) -> None:
+        self.kv = kv
+        self.max_bytes = max_bytes
+        self.fence_interval, self.fence_timeout = fence_interval, fence_timeout
+        self.entries: dict[str, Entry] = {}
+        self.keys: list[str] = []  # sorted (code point order is etcd's UTF-8 byte order)
+        self.bytes = 0
+        self.revision = 0  # every kv change up to this revision is applied
+        self.state = "off" if max_bytes <= 0 else "loading"  # loading|ready|over_budget|off
+        self.live = False  # the hub's kv watch is up
+        self.synced = False  # a fence since the last (re)connect was seen, none is overdue
+        self.stats = CacheStats()
+        self._pending: list[WatchEvent] = []  # events that arrived while loading
+        self._needed = 0  # the highest revision acknowledged to a writer here
+        self._fence_wanted = 0  # the fence being waited for (0: none)
+        self._advanced = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._fencer: asyncio.Task[None] | None = None
+
+    # -- fed by the hub --------------------------------------------------------
+    def begin(self, revision: int) -> None:
+        """The hub follows kv from *revision* + 1 (start or resync): (re)load."""
+        if self.state in ("off", "over_budget"):
+            return
+        self.state, self._pending = "loading", []
+        self.entries, self.keys, self.bytes = {}, [], 0
+        self._spawn(self._load())
+
+    def up(self) -> None:
+        """The kv watch is (re)established: usable again once a fence comes back."""
+        self.live, self.synced = True, False
+        if self.state != "off":
+            if self._fencer is not None:
+                self._fencer.cancel()
+            self._fencer = self._spawn(self._fence())
+
+    def down(self) -> None:
+        self.live = self.synced = False
+        self._fence_wanted = 0
+
+    def batch(self, batch: WatchBatch) -> None:
+        for event in batch.events:
+            self._apply(event)
+        if batch.fence:
+            self.revision = max(self.revision, batch.fence)
+            if self._fence_wanted and batch.fence >= self._fence_wanted:
+                self._fence_wanted = 0
+                self.synced = True
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
+    def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- reads -----------------------------------------------------------------
+    def wrote(self, revision: int) -> None:
+        """A write through this replica was acknowledged at *revision*."""
+        self._needed = max(self._needed, revision)
+
+    def usable_now(self) -> bool:
+        return (self.state == "ready" and self.live and self.synced
+                and self.revision >= self._needed)
+
+    async def usable(self) -> bool:
+        """Whether a read may be answered from memory (waiting briefly for own writes)."""
+        if self.usable_now():
+            return True
+        if self.state == "ready" and self.live and self.synced:  # only behind own write
+            self.stats.waits += 1
+            deadline = time.monotonic() + RYW_WAIT
+            while not self.usable_now() and (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._advanced.wait(), left)
+            if self.usable_now():
+                return True
+        self.stats.misses += 1
+        return False
+
+    def page(self, target: str, exact: bool, after: bytes | None, limit: int) -> KeyPage:
+        if exact:
+            return KeyPage([target] if target in self.entries and after is None else [],
+                           self.revision, None)
+        lo = (bisect.bisect_left(self.keys, target) if after is None
+              else bisect.bisect_right(self.keys, after.decode("utf-8")))
+        hi = bisect.bisect_left(self.keys, _prefix_end(target), lo)
+        paths: list[str | None] = list(self.keys[lo:min(hi, lo + limit)])
+        more = hi - lo > limit
+        last = paths[-1] if more else None
+        return KeyPage(paths, self.revision, last.encode("utf-8") if last else None)
+
+    def run(self, first: str, last: str, count: int) -> list[Entry]:
+        lo = bisect.bisect_left(self.keys, first)
+        hi = bisect.bisect_right(self.keys, last, lo)
+        return [self.entries[k] for k in self.keys[lo:min(hi, lo + count)]]
+
+    # -- inside ----------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _size(self, entry: Entry) -> int:
+        return len(entry.path) + len(entry.value) + ENTRY_OVERHEAD
+
+    def _apply(self, event: WatchEvent) -> None:
+        if self.state == "loading":
+            self._pending.append(event)
+            if len(self._pending) * ENTRY_OVERHEAD + self.bytes > self.max_bytes:
+                self._over_budget()
+            return
+        if self.state != "ready":
+            return
+        if event.path is not None:
+            self._set(event)
+        if event.last:
+            self.revision = max(self.revision, event.revision)
+
+    def _set(self, event: WatchEvent) -> None:
+        path = event.path
+        assert path is not None
+        old = self.entries.pop(path, None)
+        if old is not None:
+            self.bytes -= self._size(old)
+        if event.kind == "delete":
+            if old is not None:
+                del self.keys[bisect.bisect_left(self.keys, path)]
+            return
+        entry = Entry(path, event.value, event.revision, event.create_revision, event.version)
+        self.entries[path] = entry
+        self.bytes += self._size(entry)
+        if old is None:
+            bisect.insort(self.keys, path)
+        if self.bytes > self.max_bytes:
+            self._over_budget()
+
+    def _over_budget(self) -> None:
+        log.warning("the read cache would exceed its %d bytes; it is off and every read goes "
+                    "to etcd (raise --cache-bytes, or keep it off with 0)", self.max_bytes)
+        self.state = "over_budget"
+        self.entries, self.keys, self.bytes, self._pending = {}, [], 0, []
+
+    async def _load(self) -> None:
+        """Copy the namespace at one revision, then apply what arrived meanwhile."""
+        delay = 0.1
+        while self.state == "loading":
+            try:
+                await self._load_once()
+                return
+            except Unavailable as exc:
+                log.warning("read cache load failed (%s); retrying", exc.message)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _load_once(self) -> None:
+        at = await self.kv.ping()
+        entries: dict[str, Entry] = {}
+        size, after = 0, None
+        while True:
+            page = await self.kv.list_keys("/", revision=at, after=after, limit=LOAD_PAGE)
+            valid = [p for p in page.paths if p is not None]
+            if valid:
+                for entry in await self.kv.load_run(valid[0], valid[-1], len(page.paths), at):
+                    entries[entry.path] = entry
+                    size += self._size(entry)
+            if size > self.max_bytes:
+                self._over_budget()
+                return
+            if page.after is None:
+                break
+            after = page.after
+        if self.state != "loading":
+            return
+        self.entries, self.keys, self.bytes = entries, sorted(entries), size
+        self.revision, self.state = at, "ready"
+        self.stats.loads += 1
+        pending, self._pending = self._pending, []
+        for event in pending:
+            if event.revision > at:
+                self._apply(event)
+        log.info("read cache loaded: %d keys, %d bytes, revision %d", len(entries), size, at)
+
+    async def _fence(self) -> None:
+        """Prove catch-up now, then keep proving it (a stalled watch is noticed)."""
+        while self.live:
+            try:
+                self._fence_wanted = await self.kv.fence()
+            except Unavailable:
+                await asyncio.sleep(1.0)
+                continue
+            await asyncio.sleep(self.fence_timeout)
+            if self._fence_wanted and self.synced:
+                self.synced = False
+                self.stats.stalls += 1
+                log.warning("the kv watch has not delivered a fence for %.1fs; reads go to "
+                            "etcd until it does", self.fence_timeout)
+            await asyncio.sleep(max(0.0, self.fence_interval - self.fence_timeout))
+
+
+class CachedKV:
+    """A :class:`KVStore` that answers reads from a :class:`ReadCache` when it may."""
+
+    def __init__(self, direct: KVStore, cache: ReadCache) -> None:
+        self.direct = direct
+        self.cache = cache
+        self.counters = direct.counters
+
+    async def get(self, path: str) -> Entry | None:
+        if await self.cache.usable():
+            self.cache.stats.hits += 1
+            return self.cache.entries.get(path)
+        return await self.direct.get(path)
+
+    async def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,
+                        after: bytes | None = None, limit: int = 1000) -> KeyPage:
+        # A later page of a listing must be at the first page's revision.
+        if (revision is None and await self.cache.usable()) or (
+                revision == self.cache.revision and self.cache.usable_now()):
+            self.cache.stats.hits += 1
+            return self.cache.page(target, exact, after, limit)
+        return await self.direct.list_keys(target, exact=exact, revision=revision, after=after,
+                                           limit=limit)
+
+    async def load_run(self, first: str, last: str, count: int, revision: int) -> list[Entry]:
+        if revision == self.cache.revision and self.cache.usable_now():
+            self.cache.stats.hits += 1
+            return self.cache.run(first, last, count)
+        return await self.direct.load_run(first, last, count, revision)
+
+    async def range(self, prefix: str) -> tuple[list[Entry], int]:
+        return await self.direct.range(prefix)
+
+    async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
+                  create_only: bool = False, lease: int | None = None) -> int:
+        revision = await self.direct.put(path, value, if_revision=if_revision,
+                                         create_only=create_only, lease=lease)
+        self.cache.wrote(revision)
+        return revision
+
+    async def delete(self, path: str, *, if_revision: int | None = None) -> int:
+        revision = await self.direct.delete(path, if_revision=if_revision)
+        self.cache.wrote(revision)
+        return revision
+
+    async def fence(self) -> int:
+        return await self.direct.fence()
+
+    async def ping(self) -> int:
+        return await self.direct.ping()
+
+    def watch(self, start_revision: int) -> AsyncIterator[WatchBatch]:
+        return self.direct.watch(start_revision)
+
+    async def grant_lease(self, ttl: int) -> int:
+        return await self.direct.grant_lease(ttl)
+
+    async def keepalive(self, lease: int) -> int:
+        return await self.direct.keepalive(lease)
+
+    async def revoke_lease(self, lease: int) -> None:
+        # Its keys' deletions arrive through the watch; reads here must reflect them.
+        await self.direct.revoke_lease(lease)
+        self.cache.wrote(await self.direct.ping())
+
+
+__all__ = ["CacheStats", "CachedKV", "ReadCache"]
