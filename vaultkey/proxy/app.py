@@ -28,6 +28,7 @@ from starlette.routing import Match
 from vaultkey._version import __version__
 from vaultkey.errors import StoreError, Unavailable, UsageError, VaultkeyError
 from vaultkey.proxy.config import ProxyConfig
+from vaultkey.proxy.fastpath import FastRead, is_plain_read
 from vaultkey.proxy.middleware import AuditMiddleware, ServerSideLog, error_response
 from vaultkey.proxy.routes import health, identity, kv, leases, recipients, tokens, watch
 from vaultkey.proxy.state import ProxyState
@@ -112,7 +113,8 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
         log.error("answering 500 for %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(VaultkeyError("internal error; see the proxy log"))
 
-    app.add_middleware(AuditMiddleware, state=state)
+    app.add_middleware(AuditMiddleware, state=state,
+                       fast_read=FastRead(state, log_server_side), is_fast=is_plain_read)
     return app
 
 

@@ -52,9 +52,12 @@ def _presented_token(request: Request) -> str | None:
 
 
 async def _context(request: Request) -> Ctx:
+    return await context_for(request.app.state.vaultkey, request)
+
+
+async def context_for(state: ProxyState, request: Request) -> Ctx:
     """Check the raw path, authenticate the token and start the audit record."""
     raw_path_guard(request)
-    state: ProxyState = request.app.state.vaultkey
     record = request.scope.get(SCOPE_KEY)
     if record is None:  # outside the audit middleware (e.g. a non-/v1 route)
         record = request.scope[SCOPE_KEY] = AuditRecord()
@@ -75,7 +78,10 @@ async def any_context(request: Request) -> Ctx:
 
 
 async def group_context(request: Request) -> Ctx:
-    ctx = await _context(request)
+    return require_group(await _context(request))
+
+
+def require_group(ctx: Ctx) -> Ctx:
     if ctx.caller.kind != "group":
         raise PermissionDenied("admin tokens manage tokens only; use a group token for data")
     return ctx

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -68,9 +69,12 @@ def is_upgrade(scope: Scope) -> bool:
 class AuditMiddleware:
     """Pure ASGI: one JSON audit line and metrics per /v1 request. Never logs a value or token."""
 
-    def __init__(self, app: ASGIApp, state: ProxyState) -> None:
+    def __init__(self, app: ASGIApp, state: ProxyState, fast_read: ASGIApp | None = None,
+                 is_fast: Callable[[Scope], bool] = lambda _scope: False) -> None:
         self.app = app
         self.state = state
+        self.fast_read = fast_read or app  # plain GETs of one key (proxy/fastpath.py)
+        self.is_fast = is_fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # the server runs without WebSocket support
@@ -110,6 +114,8 @@ class AuditMiddleware:
                 record.op, record.decision = "upgrade", "deny"
                 refusal = UsageError("protocol upgrades (WebSocket, h2c) are not supported")
                 await error_response(refusal)(scope, receive, send_wrapper)
+            elif self.is_fast(scope):
+                await self.fast_read(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:

@@ -83,10 +83,11 @@ async def kv_get(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
         return await _load_prefix(path, ctx, kv)
     if listing:
         return await _list_prefix(path, ctx, kv)
-    return await _read_key(path, ctx, kv)
+    return await read_key(path, ctx, kv)
 
 
-async def _read_key(path: str, ctx: Ctx, kv: KVStore) -> JSONResponse:
+async def read_key(path: str, ctx: Ctx, kv: KVStore) -> JSONResponse:
+    """One envelope (also the proxy's fast path for plain GETs: vaultkey/proxy/fastpath.py)."""
     if path.endswith("/") or path == "":
         raise InvalidPath(f"/{path} names a prefix; add ?list=true or ?recursive=true")
     key = validate_key("/" + path)
