@@ -183,3 +183,28 @@ def test_a_read_validates_its_path_once(validations):
     with Client("https://vk.test", "t", key=key, transport=_proxy_for(key, envelope)) as vk:
         assert vk.get("/a/b") == b"v"
     assert validations == ["/a/b"]
+
+
+def test_reads_ask_for_at_least_the_highest_revision_the_client_has_seen():
+    """Read your writes and monotonic reads on any replica: the proxy waits for (or reads
+    etcd at) the revision in X-Vaultkey-Min-Revision (tests/e2e/test_workers.py)."""
+    import base64
+
+    from vaultkey.crypto import encrypt
+
+    key = SecretKey.generate()
+    sent: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((request.method, request.headers.get("x-vaultkey-min-revision")))
+        if request.method == "PUT":
+            return httpx.Response(200, json={"path": "/a/k", "revision": 41})
+        envelope = base64.b64encode(encrypt(b"v", "/a/k", [key.public])).decode()
+        return httpx.Response(200, json={"path": "/a/k", "envelope": envelope, "revision": 40,
+                                         "create_revision": 7, "version": 3})
+
+    with Client("https://vk.test", "t", key=key, transport=httpx.MockTransport(handler)) as vk:
+        vk.get("/a/k")
+        vk.set("/a/k", b"v", recipients=[key.public])
+        vk.get("/a/k")
+    assert sent == [("GET", None), ("PUT", None), ("GET", "41")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -109,6 +110,10 @@ Reload policies without dropping requests: kill -HUP <pid>""")
       help="Recovery public key (file or vkpub1_ text) allowed on every value; repeatable.")
 @_opt("--audit-log", env="VAULTKEY_AUDIT_LOG", help="Append one JSON line per request here.")
 @_limit_options
+@_opt("--workers", env="VAULTKEY_WORKERS", type=int, default=1, show_default=True,
+      help="Processes serving the address (SO_REUSEPORT), each like a replica: its own "
+      "etcd watch and read cache. Use one per core.")
+@click.option("--reuse-port", is_flag=True, hidden=True)  # set in each worker by --workers
 @_opt("--insecure", env="VAULTKEY_INSECURE", is_flag=True,
       help="Serve plain HTTP (development only; loopback addresses only).")
 def serve(**opts: Any) -> None:
@@ -129,4 +134,15 @@ def serve(**opts: Any) -> None:
         ca_cert=opts.pop("etcd_cacert"), client_cert=opts.pop("etcd_cert"),
         client_key=opts.pop("etcd_key"), user=opts.pop("etcd_user"), password=password)
     escrow = list(opts.pop("escrow_keys") or [])
-    run(ProxyConfig(etcd=settings, admin_token=admin, escrow_keys=escrow, **opts))
+    config = ProxyConfig(etcd=settings, admin_token=admin, escrow_keys=escrow, **opts)
+    if config.workers > 1 and not config.reuse_port:
+        from vaultkey.proxy.config import split_listen
+        from vaultkey.proxy.server import check_can_listen, check_tls_files, configure_logging
+        from vaultkey.proxy.workers import supervise
+
+        config.check()  # refuse a bad setting once, here, not once per worker
+        check_can_listen(*split_listen(config.listen))
+        check_tls_files(config)
+        configure_logging()
+        sys.exit(supervise(sys.argv[1:], config.workers))
+    run(config)

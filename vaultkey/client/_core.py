@@ -88,6 +88,15 @@ class Operations:
         self._trust_source: Any = trust if trust is not None else settings.trust
         self._key: SecretKey | None = None
         self._trust: TrustStore | None = None
+        # The highest revision this client wrote or read: its reads ask the proxy to reflect
+        # at least that much (read your writes and monotonic reads on any replica).
+        self.seen_revision = 0
+
+    def _saw(self, revision: Any) -> None:
+        self.seen_revision = max(self.seen_revision, int(revision))
+
+    def _read_headers(self) -> dict[str, str] | None:
+        return {"X-Vaultkey-Min-Revision": str(self.seen_revision)} if self.seen_revision else None
 
     def secret_key(self) -> SecretKey:
         if self._key is None:
@@ -150,18 +159,24 @@ class Operations:
 
     def op_read(self, path: str) -> Op[Item]:
         key = validate_key(path)
-        resp = yield Request("GET", _url("/v1/kv", key))
-        return self._decrypt(key, resp.body)
+        resp = yield Request("GET", _url("/v1/kv", key), headers=self._read_headers())
+        item = self._decrypt(key, resp.body)
+        self._saw(item.revision)
+        return item
 
     def op_get_many(self, prefix: str) -> Op[dict[str, bytes]]:
         pfx = validate_prefix(prefix)
-        resp = yield Request("GET", _url("/v1/kv", pfx), params={"recursive": "true"})
+        resp = yield Request("GET", _url("/v1/kv", pfx), params={"recursive": "true"},
+                             headers=self._read_headers())
+        self._saw(resp.body.get("revision") or 0)
         entries = [(_listed(e["path"], pfx), e) for e in resp.body["entries"]]
         return {key: self._decrypt(key, e).value for key, e in entries}
 
     def op_list(self, prefix: str) -> Op[list[str]]:
         pfx = validate_prefix(prefix)
-        resp = yield Request("GET", _url("/v1/kv", pfx), params={"list": "true"})
+        resp = yield Request("GET", _url("/v1/kv", pfx), params={"list": "true"},
+                             headers=self._read_headers())
+        self._saw(resp.body.get("revision") or 0)
         return list(resp.body["keys"])
 
     def op_recipients(self, path: str) -> Op[list[PublicKey]]:
@@ -191,13 +206,15 @@ class Operations:
         blob = _encrypt_validated(bytes(value), key, list(recipients))
         resp = yield Request("PUT", _url("/v1/kv", key), params=params, headers=headers,
                              content=blob)
-        int(resp.body["revision"])  # a malformed answer fails here, as a ProtocolError
+        self._saw(resp.body["revision"])  # a malformed answer fails here: ProtocolError
         return dict(resp.body)
 
     def op_delete(self, path: str, if_revision: int | None) -> Op[None]:
         key = validate_key(path)
         headers = {} if if_revision is None else {"If-Match": str(int(if_revision))}
-        yield Request("DELETE", _url("/v1/kv", key), headers=headers)
+        resp = yield Request("DELETE", _url("/v1/kv", key), headers=headers)
+        if isinstance(resp.body, dict) and resp.body.get("revision"):  # readers only
+            self._saw(resp.body["revision"])
 
     def op_simple(self, method: str, url: str, json: Any = None) -> Op[Any]:
         resp = yield Request(method, url, json=json)

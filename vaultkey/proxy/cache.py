@@ -10,7 +10,10 @@ When a read is answered from the cache (each a test in tests/):
 
 * **read your writes**: after a write through this replica returns revision
   R, every read here reflects revision >= R. A read waits up to
-  ``RYW_WAIT`` seconds for the watch to deliver R; otherwise it goes to etcd;
+  ``RYW_WAIT`` seconds for the watch to deliver R; otherwise it goes to etcd.
+  A request may name a revision it must reflect (``X-Vaultkey-Min-Revision``;
+  the SDK sends the highest it has seen), so a client reads its writes on any
+  replica or worker;
 * **never stale**: while the hub's kv watch is down, the cache is loading,
   or its catch-up since the (re)connect is not yet proven, reads go to etcd.
   Catch-up is proven with a *fence*: the cache writes the namespace's marker
@@ -37,6 +40,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +54,9 @@ RYW_WAIT = 0.2  # seconds a read waits for this replica's own write to come back
 FENCE_INTERVAL = 10.0
 FENCE_TIMEOUT = 3.0
 LOAD_PAGE = 1000
+# The revision the current request's reads must reflect (X-Vaultkey-Min-Revision; set per
+# request in deps.context_for). A made-up high one only sends that request to etcd.
+MIN_REVISION: ContextVar[int] = ContextVar("vaultkey_min_revision", default=0)
 
 
 @dataclass
@@ -132,13 +139,14 @@ class ReadCache:
 
     def usable_now(self) -> bool:
         return (self.state == "ready" and self.live and self.synced
-                and self.revision >= self._needed)
+                and self.revision >= max(self._needed, MIN_REVISION.get()))
 
     async def usable(self) -> bool:
-        """Whether a read may be answered from memory (waiting briefly for own writes)."""
+        """Whether a read may be answered from memory (waiting briefly for a write it
+        must reflect: this replica's own, or the request's X-Vaultkey-Min-Revision)."""
         if self.usable_now():
             return True
-        if self.state == "ready" and self.live and self.synced:  # only behind own write
+        if self.state == "ready" and self.live and self.synced:  # only behind a write
             self.stats.waits += 1
             deadline = time.monotonic() + RYW_WAIT
             while not self.usable_now() and (left := deadline - time.monotonic()) > 0:

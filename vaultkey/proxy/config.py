@@ -90,6 +90,8 @@ class ProxyConfig:
     max_connections: int = ConnectionLimits.max_connections
     watch_queue: int = 1024  # events a watcher may have waiting before it must resync
     cache_bytes: int = 256 * 1024 * 1024  # the read cache's bound (0: no cache)
+    workers: int = 1  # processes sharing the address (proxy/workers.py)
+    reuse_port: bool = False  # set in each worker by the supervisor
     max_header_bytes: int = ConnectionLimits.max_header_bytes
     header_timeout: float = ConnectionLimits.head_timeout
     idle_timeout: float = ConnectionLimits.idle_timeout
@@ -131,6 +133,8 @@ class ProxyConfig:
             value = getattr(self, name)
             if not 0 < value <= 3600:
                 raise UsageError(f"--{name.replace('_', '-')} must be between 0 and 3600 s")
+        if not 1 <= self.workers <= 64:
+            raise UsageError("--workers must be between 1 and 64")
         if self.cache_bytes != 0 and not 1024 * 1024 <= self.cache_bytes <= 2**40:
             raise UsageError("--cache-bytes must be 0 (off) or between 1 MiB and 1 TiB")
         if not 16 <= self.watch_queue <= 1_000_000:

@@ -8,6 +8,7 @@ costs per node on every request.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Annotated
@@ -16,9 +17,10 @@ from urllib.parse import unquote_to_bytes
 from fastapi import Depends, Request
 from starlette.convertors import Convertor, register_url_convertor
 
-from vaultkey.errors import InvalidPath, PermissionDenied
+from vaultkey.errors import InvalidPath, PermissionDenied, UsageError
 from vaultkey.proxy.audit import SCOPE_KEY, AuditRecord
 from vaultkey.proxy.authz import Authz
+from vaultkey.proxy.cache import MIN_REVISION
 from vaultkey.proxy.state import ProxyState
 from vaultkey.proxy.tokens import Caller, parse_token_id
 
@@ -70,7 +72,18 @@ async def context_for(state: ProxyState, request: Request) -> Ctx:
     caller = state.tokens.check_cached(token) or await state.tokens.authenticate(token)
     record.token_id, record.group, record.claimed_token_id = (
         caller.token_id, caller.group, None)
+    minimum = request.headers.get("x-vaultkey-min-revision")
+    if minimum is not None:
+        MIN_REVISION.set(_min_revision(minimum))
     return Ctx(state, caller, record, token or "")
+
+
+def _min_revision(text: str) -> int:
+    value = text.strip()
+    # Why fullmatch on ASCII digits: str.isdigit() accepts '²' and friends, which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,19}", value) or int(value) > 2**63 - 1:
+        raise UsageError("X-Vaultkey-Min-Revision must be a revision number")
+    return int(value)
 
 
 async def any_context(request: Request) -> Ctx:

@@ -22,6 +22,7 @@ from vaultkey.errors import UsageError
 from vaultkey.proxy.config import ProxyConfig, split_listen
 from vaultkey.proxy.protocol import guarded_protocol
 from vaultkey.proxy.state import ProxyState
+from vaultkey.proxy.workers import exit_with_supervisor
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -29,11 +30,13 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def check_can_listen(host: str, port: int) -> None:
+def check_can_listen(host: str, port: int, *, reuse_port: bool = False) -> None:
     """Fail with a clear message if the address is taken (uvicorn only logs it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # a worker: its siblings listen there already (proxy/workers.py)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -65,9 +68,11 @@ class _Server(uvicorn.Server):
     """
 
     def __init__(self, config: uvicorn.Config, *, handshake_timeout: float,
-                 before_shutdown: Callable[[], None] = lambda: None) -> None:
+                 before_shutdown: Callable[[], None] = lambda: None,
+                 reuse_port: bool = False) -> None:
         super().__init__(config)
         self.handshake_timeout = handshake_timeout
+        self.reuse_port = reuse_port
         self.before_shutdown = before_shutdown
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -91,7 +96,7 @@ class _Server(uvicorn.Server):
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
             create_protocol, host=config.host, port=config.port, ssl=config.ssl,
-            backlog=config.backlog,
+            backlog=config.backlog, reuse_port=self.reuse_port or None,
             ssl_handshake_timeout=self.handshake_timeout if config.ssl else None)
         self.servers = [server]
         self.started = True
@@ -110,8 +115,10 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
     config.check()
     configure_logging(log_level)
     host, port = split_listen(config.listen)
-    check_can_listen(host, port)
+    check_can_listen(host, port, reuse_port=config.reuse_port)
     check_tls_files(config)
+    if config.reuse_port:
+        exit_with_supervisor()
     state = state or ProxyState.from_config(config)
     app = create_app(config, state=state, reload_on_sighup=on_sighup == "reload",
                      on_startup=on_startup)
@@ -129,7 +136,8 @@ def serve(config: ProxyConfig, *, state: ProxyState | None = None,
         http=guarded_protocol(limits, state.connection_counters), ws="none",
     )
     server = _Server(uv_config, handshake_timeout=limits.handshake_timeout,
-                     before_shutdown=lambda: state.hub.end_all("restarted"))
+                     before_shutdown=lambda: state.hub.end_all("restarted"),
+                     reuse_port=config.reuse_port)
     # Why: everything loaded so far (modules, the app, policies) lives as long as the
     # process; moving it out of the collector's generations keeps full collections short,
     # and they pause every watch stream and request while they run.

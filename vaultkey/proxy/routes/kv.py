@@ -177,10 +177,11 @@ async def _lease_for(request: Request, ctx: Ctx) -> tuple[int | None, int | None
 @router.delete("/{path:anypath}", summary="Delete one key")
 async def kv_delete(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
     key, if_match = _write_prologue(path, request, ctx, "kv.delete", Capability.DELETE)
-    existed = await ctx.state.kv.delete(key, if_revision=if_match)
+    revision = await ctx.state.kv.delete(key, if_revision=if_match)
     if not ctx.authz.may_read(key):
         # Why: a caller who may delete but not read must not learn whether the key existed.
         return JSONResponse({"path": key})
-    if not existed:
+    if not revision:
         raise NotFound(f"{key} not found")
-    return JSONResponse({"path": key, "deleted": True})
+    ctx.audit.revision = revision
+    return JSONResponse({"path": key, "deleted": True, "revision": revision})
