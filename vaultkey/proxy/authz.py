@@ -20,7 +20,7 @@ a key outside those groups (escrow keys excepted).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vaultkey.envelope import Envelope
 from vaultkey.errors import MalformedEnvelope, PermissionDenied
@@ -51,6 +51,7 @@ class Authz:
     escrow: tuple[PublicKey, ...]
     group: str
     record: AuditRecord
+    _listable: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     def allowed(self, cap: Capability, path: str, *, is_prefix: bool = False) -> bool:
         return self.policies.policy_set.allowed(self.group, path, cap, is_prefix=is_prefix)
@@ -82,7 +83,13 @@ class Authz:
         """A listed key is shown only if the caller may read it *and* list its parent
         prefix, so a ``deny list`` on a sub-prefix cannot be bypassed from above."""
         parent = path.rsplit("/", 1)[0] + "/"
-        return self.may_read(path) and self.allowed(Capability.LIST, parent, is_prefix=True)
+        if not self.may_read(path):
+            return False
+        listable = self._listable.get(parent)  # a listing's keys share a few parents
+        if listable is None:
+            listable = self._listable[parent] = self.allowed(Capability.LIST, parent,
+                                                             is_prefix=True)
+        return listable
 
     def read_ranges(self, prefix: str) -> list[tuple[str, bool]]:
         """Where under *prefix* this group can read anything (see PolicySet.read_ranges)."""
