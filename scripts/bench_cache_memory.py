@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib.stack import Stack  # noqa: E402
+from benchlib.stack import Stack
 
-from vaultkey.proxy.store.etcdconn import EtcdConnection, EtcdSettings  # noqa: E402
+from vaultkey.proxy.store.etcdconn import EtcdConnection, EtcdSettings
 
 
 def rss_mb(pid: int) -> float:

@@ -14,8 +14,6 @@ Heavy modules (etcd/gRPC, FastAPI, httpx) are imported lazily so that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from vaultkey import errors as _errors
 from vaultkey._version import __version__
 from vaultkey.errors import (  # re-exported: every error class is public
@@ -69,14 +67,18 @@ from vaultkey.errors import (
 from vaultkey.errors import (
     VaultkeyError as VaultkeyError,
 )
-from vaultkey.keys import PublicKey
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (the CLI's start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from vaultkey.client import AsyncClient, Client, Item, Registration, WatchEvent
     from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey, decrypt, encrypt
+    from vaultkey.keys import PublicKey
 
 _LAZY = {
+    "PublicKey": "vaultkey.keys",
     "SecretKey": "vaultkey.crypto",
     "encrypt": "vaultkey.crypto",
     "decrypt": "vaultkey.crypto",

@@ -4,9 +4,7 @@ read only if group and others cannot read them (like ssh with its keys)."""
 from __future__ import annotations
 
 import os
-import shlex
 import stat
-from pathlib import Path
 
 from vaultkey.errors import UsageError, VaultkeyError
 
@@ -20,9 +18,9 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, exclusive: bool 
     otherwise an existing file or symlink is removed first, so the write can never
     follow a link planted by someone else.
     """
-    p = Path(path)
-    if not exclusive and (p.is_symlink() or p.exists()):
-        p.unlink()
+    p = os.fspath(path)
+    if not exclusive and (os.path.islink(p) or os.path.exists(p)):
+        os.unlink(p)
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)  # whatever the umask
@@ -39,6 +37,8 @@ def check_private(st: os.stat_result, path: str | os.PathLike[str], what: str,
     a token or password anyone else on the machine can read is no longer a secret."""
     mode = stat.S_IMODE(st.st_mode)
     if mode & 0o077:
+        import shlex
+
         raise error(f"{path}: permissions {mode:04o} are too open; the {what} must not be "
                     "readable by group or others",
                     hint=f"run: chmod 600 {shlex.quote(os.fspath(path))}")
@@ -54,7 +54,7 @@ def read_private(path: str | os.PathLike[str], what: str,
     (``--token-file <(pass show vk)``) is accepted. A ``key_file`` must be a regular file
     that is not a symlink. A directory, device or socket is never accepted.
     """
-    p = Path(path).expanduser()
+    p = os.path.expanduser(os.fspath(path))
     # O_NONBLOCK: opening a FIFO nobody writes to must not hang before the type check.
     flags = os.O_RDONLY | os.O_NONBLOCK | (os.O_NOFOLLOW if key_file else 0)
     try:

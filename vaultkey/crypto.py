@@ -28,12 +28,10 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nacl.bindings as sodium
 import nacl.exceptions
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from vaultkey._files import read_private, write_private
 from vaultkey.envelope import (
@@ -59,6 +57,9 @@ from vaultkey.keys import (
     key_line,
 )
 from vaultkey.paths import validate_key
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DATA_KEY_BYTES = 32
 _HKDF_INFO = b"vaultkey v1"
@@ -121,6 +122,8 @@ class SecretKey:
 
 def write_keypair(name: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, Path]:
     """Generate a key pair and write ``NAME.key`` (mode 0600) and ``NAME.pub``."""
+    from pathlib import Path  # only here: the CLI's other commands never write key files
+
     base = Path(name)
     key_path, pub_path = base.with_name(base.name + ".key"), base.with_name(base.name + ".pub")
     if not force:
@@ -143,6 +146,12 @@ def write_keypair(name: str | os.PathLike[str], *, force: bool = False) -> tuple
 
 
 def _derive(data_key: bytes) -> tuple[bytes, bytes]:
+    """HKDF-SHA256 (``cryptography``) of the data key: the payload key and the key commitment.
+
+    Imported here, not at module level: only sealing and opening need it."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=b"", info=_HKDF_INFO).derive(data_key)
     return okm[:32], okm[32:]
 

@@ -26,9 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import string
 from dataclasses import dataclass
-from pathlib import Path
 
 from vaultkey.errors import KeyFileError
 
@@ -41,7 +39,7 @@ _TEXT_LABEL = b"vaultkey key text v1\x00"
 _KID_LABEL = b"vaultkey key id v1\x00"
 _TAG_NAMES = {PUBLIC_TAG: "public key", SECRET_TAG: "secret key"}
 _BODY_CHARS = 48  # base64url of 32-byte key + 4-byte checksum, no padding needed
-_B64URL = frozenset(string.ascii_letters + string.digits + "-_")
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _LINE_BLANKS = " \t\r"  # the only characters trimmed from a key file line
 
 
@@ -174,6 +172,8 @@ class PublicKey:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PublicKey:
         """Load a ``.pub`` file (public keys may be world-readable)."""
+        from pathlib import Path  # not at import: `vaultkey get` never reads a .pub file
+
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
-from typing import Any
 
 import click
 
-from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit, visible, write_out
+from vaultkey._cli import base
+from vaultkey._cli.common import OUTPUT, GlobalOptions, cli, emit, visible
 
 
 def read_value(value: str | None, file: str | None) -> bytes:
@@ -73,17 +72,6 @@ def set_cmd(opts: GlobalOptions, path: str, value: str | None, file: str | None,
          f"stored {len(data)} bytes at {visible(path)} (revision {visible(revision)}{expiry})")
 
 
-def _item_json(item: Any) -> dict[str, Any]:
-    try:
-        text: str | None = item.value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    return {"path": item.path, "value": text,
-            "value_base64": base64.b64encode(item.value).decode("ascii"),
-            "revision": item.revision, "create_revision": item.create_revision,
-            "version": item.version, "recipients": list(item.recipients)}
-
-
 @cli.command("get", epilog="""\b
 Examples:
   vaultkey get /payments/db/password
@@ -98,13 +86,7 @@ def get_cmd(opts: GlobalOptions, path: str, output: str) -> None:
     A newline is added only when stdout is a terminal and the value does not
     already end with one.
     """
-    with opts.client() as client:
-        item = client.read(path)
-    if output == "json":
-        emit(_item_json(item), True, "")
-        return
-    newline = sys.stdout is not None and sys.stdout.isatty() and not item.value.endswith(b"\n")
-    write_out(item.value + (b"\n" if newline else b""))
+    base.get(opts, path, output)  # also run without click: see vaultkey._cli.main
 
 
 def _children(prefix: str, keys: list[str]) -> list[str]:
