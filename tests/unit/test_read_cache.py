@@ -149,3 +149,26 @@ def test_a_listing_started_on_the_store_stays_at_its_revision():
                                                     ("/rev/2", b"1")]
 
     _run(body)
+
+
+def test_a_fence_reported_before_its_write_returns_still_counts():
+    """The watch may deliver the fence before the fence write's own answer arrives (they
+    come back on different paths): the cache must not wait for the next fence."""
+
+    class SlowAnswers(MemoryKV):
+        async def fence(self) -> int:
+            revision = await super().fence()
+            await asyncio.sleep(0.2)  # the answer is late; the watch has reported it
+            return revision
+
+    async def go() -> None:
+        store = SlowAnswers()
+        cache = ReadCache(store, 1 << 20, fence_interval=60.0, fence_timeout=30.0)
+        hub = Hub(store, MemoryKV(), cache=cache)
+        await hub.start()
+        try:
+            await _until(cache.usable_now, timeout=2.0)  # not 60 s: the next fence
+        finally:
+            await hub.stop()
+
+    asyncio.run(go())

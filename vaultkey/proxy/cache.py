@@ -92,6 +92,7 @@ class ReadCache:
         self._pending: list[WatchEvent] = []  # events that arrived while loading
         self._needed = 0  # the highest revision acknowledged to a writer here
         self._fence_wanted = 0  # the fence being waited for (0: none)
+        self._fence_seen = 0  # the highest fence this watch connection has reported
         self._advanced = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._fencer: asyncio.Task[None] | None = None
@@ -115,18 +116,24 @@ class ReadCache:
 
     def down(self) -> None:
         self.live = self.synced = False
-        self._fence_wanted = 0
+        self._fence_wanted = self._fence_seen = 0
 
     def batch(self, batch: WatchBatch) -> None:
         for event in batch.events:
             self._apply(event)
         if batch.fence:
             self.revision = max(self.revision, batch.fence)
-            if self._fence_wanted and batch.fence >= self._fence_wanted:
-                self._fence_wanted = 0
-                self.synced = True
+            self._fence_seen = max(self._fence_seen, batch.fence)
+            self._check_fence()
         self._advanced.set()
         self._advanced = asyncio.Event()
+
+    def _check_fence(self) -> None:
+        # Why "seen >= wanted" and not "equal": the watch may report the fence before the
+        # write's own answer comes back, and any later fence (another replica's) proves more.
+        if self._fence_wanted and self._fence_seen >= self._fence_wanted:
+            self._fence_wanted = 0
+            self.synced = True
 
     def stop(self) -> None:
         for task in list(self._tasks):
@@ -266,6 +273,7 @@ class ReadCache:
         while self.live:
             try:
                 self._fence_wanted = await self.kv.fence()
+                self._check_fence()
             except Unavailable:
                 await asyncio.sleep(1.0)
                 continue
