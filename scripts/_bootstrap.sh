@@ -26,5 +26,12 @@ vk_bootstrap() {
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
     # Debian starts an etcd service on :2379; vaultkey starts its own on free ports.
   fi
+  # wrk: scripts/bench and its smoke test (tests/integration/test_bench_smoke.py) drive the
+  # proxy and etcd's HTTP gateway with it.
+  if [ "$extras" = test ] && ! command -v wrk >/dev/null 2>&1; then
+    echo "no wrk found; installing Debian's wrk" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  fi
   export PATH="$VENV/bin:$PATH"
 }
