@@ -66,6 +66,8 @@ class CacheStats:
     waits: int = 0  # reads that waited for this replica's write to arrive
     loads: int = 0
     stalls: int = 0  # fences not seen in time
+    values_read: int = 0  # values handed to requests (as values_fetched counts etcd's)
+    keys_listed: int = 0  # key names handed to listings (as keys_listed counts etcd's)
 
 
 def _prefix_end(prefix: str) -> str:
@@ -166,20 +168,24 @@ class ReadCache:
 
     def page(self, target: str, exact: bool, after: bytes | None, limit: int) -> KeyPage:
         if exact:
-            return KeyPage([target] if target in self.entries and after is None else [],
-                           self.revision, None)
+            found = target in self.entries and after is None
+            self.stats.keys_listed += found
+            return KeyPage([target] if found else [], self.revision, None)
         lo = (bisect.bisect_left(self.keys, target) if after is None
               else bisect.bisect_right(self.keys, after.decode("utf-8")))
         hi = bisect.bisect_left(self.keys, _prefix_end(target), lo)
         paths: list[str | None] = list(self.keys[lo:min(hi, lo + limit)])
         more = hi - lo > limit
+        self.stats.keys_listed += len(paths)
         last = paths[-1] if more else None
         return KeyPage(paths, self.revision, last.encode("utf-8") if last else None)
 
     def run(self, first: str, last: str, count: int) -> list[Entry]:
         lo = bisect.bisect_left(self.keys, first)
         hi = bisect.bisect_right(self.keys, last, lo)
-        return [self.entries[k] for k in self.keys[lo:min(hi, lo + count)]]
+        found = [self.entries[k] for k in self.keys[lo:min(hi, lo + count)]]
+        self.stats.values_read += len(found)
+        return found
 
     # -- inside ----------------------------------------------------------------
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -297,7 +303,9 @@ class CachedKV:
     async def get(self, path: str) -> Entry | None:
         if await self.cache.usable():
             self.cache.stats.hits += 1
-            return self.cache.entries.get(path)
+            entry = self.cache.entries.get(path)
+            self.cache.stats.values_read += entry is not None
+            return entry
         return await self.direct.get(path)
 
     async def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,

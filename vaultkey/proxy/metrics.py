@@ -98,7 +98,11 @@ class Metrics:
                 ("vaultkey_cache_waits", "reads that waited for this replica's own write",
                  "waits"),
                 ("vaultkey_cache_stalls", "fences the kv watch did not deliver in time",
-                 "stalls")):
+                 "stalls"),
+                ("vaultkey_cache_values_read", "values read from the cache for requests",
+                 "values_read"),
+                ("vaultkey_cache_keys_listed", "key names read from the cache for listings",
+                 "keys_listed")):
             Gauge(name, text, registry=self.registry).set_function(
                 functools.partial(_read, cache.stats, read))
         Gauge("vaultkey_cache_keys", "keys in the read cache",

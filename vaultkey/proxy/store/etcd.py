@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 from etcd3 import transactions as tx
+from etcd3.etcdrpc import rpc_pb2
 from etcd3.utils import prefix_range_end
 
 from vaultkey.errors import Conflict, StoreError, Unavailable, UsageError
@@ -34,6 +35,7 @@ from vaultkey.proxy.store.base import (
     WatchEvent,
     conflict_message,
 )
+from vaultkey.proxy.store.etcdaio import AioEtcd
 from vaultkey.proxy.store.etcdconn import EtcdConnection, EtcdSettings, parse_endpoint
 from vaultkey.proxy.store.etcdwatch import WatchStream
 
@@ -80,8 +82,8 @@ class EtcdStore:
             start, prefix_range_end(start), sort_order="ascend"))
         return self._entries(resp.kvs), int(resp.header.revision)
 
-    def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,
-                  after: bytes | None = None, limit: int = 1000) -> KeyPage:
+    def span(self, target: str, exact: bool, after: bytes | None) -> tuple[bytes, bytes]:
+        """The etcd key range of a listing page of *target*."""
         if exact:
             start = self._key(target)
             end = start + b"\0"
@@ -90,9 +92,18 @@ class EtcdStore:
             end = prefix_range_end(start)
         if after is not None:
             start = self._ns + after + b"\0"
+        return start, end
+
+    def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,
+                  after: bytes | None = None, limit: int = 1000) -> KeyPage:
+        start, end = self.span(target, exact, after)
         resp = self.conn.call(lambda c: c.get_range_response(
             start, end, sort_order="ascend", keys_only=True, limit=limit,
             revision=revision or 0))
+        return self.page(resp, revision)
+
+    def page(self, resp: Any, revision: int | None) -> KeyPage:
+        """A keys-only range answer as a :class:`KeyPage`."""
         paths = [self.counters.path_of(kv.key[len(self._ns):], self.namespace)
                  for kv in resp.kvs]
         self.counters.keys_listed += len(paths)
@@ -184,40 +195,93 @@ class Blocking:
 
 
 class EtcdKV:
-    """The async KVStore over an :class:`EtcdStore` (each call runs in the pool)."""
+    """The async KVStore over an :class:`EtcdStore`: reads and writes on ``grpc.aio``
+    (:mod:`.etcdaio`, no thread per call); leases in the thread pool; watches in their
+    own thread (:mod:`.etcdwatch`)."""
 
-    def __init__(self, store: EtcdStore, blocking: Blocking | None = None) -> None:
+    def __init__(self, store: EtcdStore, blocking: Blocking | None = None,
+                 aio: AioEtcd | None = None) -> None:
         self.store = store
         self.counters = store.counters
         self._run = (blocking or Blocking()).run
+        self._aio = aio or AioEtcd(store.conn)
+        self._ns = store.namespace.encode("utf-8")
+
+    async def _range(self, start: bytes, end: bytes | None = None, *, limit: int = 0,
+                     revision: int = 0, keys_only: bool = False) -> Any:
+        request = rpc_pb2.RangeRequest(
+            key=start, range_end=end or b"", limit=limit, revision=revision,
+            keys_only=keys_only, sort_order=rpc_pb2.RangeRequest.ASCEND,
+            sort_target=rpc_pb2.RangeRequest.KEY)
+        timeout = self._aio.timeout()
+        return await self._aio.call(lambda kv, md: kv.Range(request, metadata=md,
+                                                            timeout=timeout))
+
+    async def _txn(self, compare: list[Any], op: Any) -> Any:
+        request = rpc_pb2.TxnRequest(compare=compare, success=[op], failure=[])
+        timeout = self._aio.timeout()
+        return await self._aio.call(lambda kv, md: kv.Txn(request, metadata=md,
+                                                          timeout=timeout), idempotent=False)
 
     async def get(self, path: str) -> Entry | None:
-        return await self._run(self.store.get, path)
+        resp = await self._range(self.store._key(path))
+        if not resp.kvs:
+            return None
+        self.counters.values_fetched += 1
+        return _entry(resp.kvs[0], path)
 
     async def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,
                         after: bytes | None = None, limit: int = 1000) -> KeyPage:
-        return await self._run(self.store.list_keys, target, exact=exact, revision=revision,
-                               after=after, limit=limit)
+        start, end = self.store.span(target, exact, after)
+        resp = await self._range(start, end, limit=limit, revision=revision or 0,
+                                 keys_only=True)
+        return self.store.page(resp, revision)
 
     async def load_run(self, first: str, last: str, count: int, revision: int) -> list[Entry]:
-        return await self._run(self.store.load_run, first, last, count, revision)
+        resp = await self._range(self.store._key(first), self.store._key(last) + b"\0",
+                                 limit=count, revision=revision)
+        return self.store._entries(resp.kvs)
 
     async def range(self, prefix: str) -> tuple[list[Entry], int]:
-        return await self._run(self.store.range, prefix)
+        start = self._ns + validate_prefix(prefix).encode("utf-8")
+        resp = await self._range(start, prefix_range_end(start))
+        return self.store._entries(resp.kvs), int(resp.header.revision)
 
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
                   create_only: bool = False, lease: int | None = None) -> int:
-        return await self._run(self.store.put, path, value, if_revision=if_revision,
-                               create_only=create_only, lease=lease)
+        key = self.store._key(path)
+        compare = []
+        if create_only:
+            compare.append(rpc_pb2.Compare(key=key, target=rpc_pb2.Compare.CREATE,
+                                           result=rpc_pb2.Compare.EQUAL, create_revision=0))
+        if if_revision is not None:
+            compare.append(rpc_pb2.Compare(key=key, target=rpc_pb2.Compare.MOD,
+                                           result=rpc_pb2.Compare.EQUAL,
+                                           mod_revision=int(if_revision)))
+        put = rpc_pb2.PutRequest(key=key, value=value, lease=lease or 0)
+        resp = await self._txn(compare, rpc_pb2.RequestOp(request_put=put))
+        if not resp.succeeded:
+            raise Conflict(conflict_message(path, if_revision, create_only))
+        return int(resp.header.revision)
 
     async def delete(self, path: str, *, if_revision: int | None = None) -> int:
-        return await self._run(self.store.delete, path, if_revision=if_revision)
+        key = self.store._key(path)
+        compare = [] if if_revision is None else [rpc_pb2.Compare(
+            key=key, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.EQUAL,
+            mod_revision=int(if_revision))]
+        resp = await self._txn(compare, rpc_pb2.RequestOp(
+            request_delete_range=rpc_pb2.DeleteRangeRequest(key=key)))
+        if not resp.succeeded:
+            raise Conflict(conflict_message(path, if_revision, False))
+        deleted = int(resp.responses[0].response_delete_range.deleted)
+        return int(resp.header.revision) if deleted else 0
 
     async def fence(self) -> int:
-        return await self._run(self.store.fence)
+        put = rpc_pb2.PutRequest(key=self._ns, value=b"fence")
+        return int((await self._txn([], rpc_pb2.RequestOp(request_put=put))).header.revision)
 
     async def ping(self) -> int:
-        return await self._run(self.store.ping)
+        return int((await self._range(self._ns + b"/", limit=1, keys_only=True)).header.revision)
 
     async def grant_lease(self, ttl: int) -> int:
         return await self._run(self.store.grant_lease, ttl)
@@ -271,9 +335,9 @@ def mark_last(events: Iterable[WatchEvent]) -> tuple[WatchEvent, ...]:
 def connect(settings: EtcdSettings, root: str) -> tuple[EtcdKV, EtcdKV, EtcdConnection]:
     """The proxy's two stores on one connection: ``<root>/kv`` and ``<root>/sys``."""
     conn = EtcdConnection(settings)
-    blocking = Blocking()
-    return (EtcdKV(EtcdStore(conn, root + "/kv"), blocking),
-            EtcdKV(EtcdStore(conn, root + "/sys"), blocking), conn)
+    blocking, aio = Blocking(), AioEtcd(conn)
+    return (EtcdKV(EtcdStore(conn, root + "/kv"), blocking, aio),
+            EtcdKV(EtcdStore(conn, root + "/sys"), blocking, aio), conn)
 
 
 __all__ = ["Blocking", "EtcdConnection", "EtcdKV", "EtcdSettings", "EtcdStore", "connect",

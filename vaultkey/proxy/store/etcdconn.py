@@ -110,6 +110,14 @@ class EtcdConnection:
         self._lock = threading.Lock()
         self._client: Any = None
 
+    @property
+    def endpoints(self) -> list[tuple[str, int, bool]]:
+        """(host, port, tls) of each endpoint, in failover order."""
+        return list(self._endpoints)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return self._credentials()
+
     def _credentials(self) -> grpc.ChannelCredentials:
         s = self.settings
 
@@ -195,20 +203,7 @@ def _mapped(fn: Callable[[], T]) -> T:
     except _UNAVAILABLE_ERRORS as exc:
         raise Unavailable("etcd is unavailable", retry_after=1.0) from exc
     except grpc.RpcError as exc:
-        code = exc.code() if hasattr(exc, "code") else None
-        detail = exc.details() if hasattr(exc, "details") else str(exc)
-        if code in _UNAVAILABLE_CODES:
-            raise Unavailable("etcd is unavailable", retry_after=1.0,
-                              retryable=code == grpc.StatusCode.UNAVAILABLE) from exc
-        if "required revision has been compacted" in str(detail):
-            # A listing read at a revision that etcd compacted meanwhile: retrying is safe.
-            raise RevisionCompacted() from exc
-        if "space exceeded" in str(detail):
-            raise StoreError("etcd is out of space (NOSPACE alarm): compact, defragment and "
-                             "disarm the alarm") from exc
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED or "too large" in str(detail):
-            raise ValueTooLarge(f"etcd refused the request as too large: {detail}") from exc
-        raise StoreError(f"etcd error {code}: {detail}") from exc
+        raise map_rpc_error(exc) from exc
     except etcd3.exceptions.Etcd3Exception as exc:
         raise StoreError(f"etcd error: {type(exc).__name__}") from exc
     except OSError as exc:
@@ -219,4 +214,22 @@ def _mapped(fn: Callable[[], T]) -> T:
 
 
 
-__all__ = ["EtcdConnection", "EtcdSettings", "parse_endpoint"]
+def map_rpc_error(exc: grpc.RpcError) -> StoreError | Unavailable | ValueTooLarge:
+    """A gRPC error (blocking or ``grpc.aio``) as a vaultkey error; raise it ``from exc``."""
+    code = exc.code() if hasattr(exc, "code") else None
+    detail = str(exc.details() if hasattr(exc, "details") else exc)
+    if code in _UNAVAILABLE_CODES:
+        return Unavailable("etcd is unavailable", retry_after=1.0,
+                           retryable=code == grpc.StatusCode.UNAVAILABLE)
+    if "required revision has been compacted" in detail:
+        # A listing read at a revision that etcd compacted meanwhile: retrying is safe.
+        return RevisionCompacted()
+    if "space exceeded" in detail:
+        return StoreError("etcd is out of space (NOSPACE alarm): compact, defragment and "
+                          "disarm the alarm")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED or "too large" in detail:
+        return ValueTooLarge(f"etcd refused the request as too large: {detail}")
+    return StoreError(f"etcd error {code}: {detail}")
+
+
+__all__ = ["EtcdConnection", "EtcdSettings", "map_rpc_error", "parse_endpoint"]
