@@ -12,7 +12,6 @@ is its async face, running each call in one bounded thread pool::
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -37,7 +36,6 @@ from vaultkey.proxy.store.base import (
 )
 from vaultkey.proxy.store.etcdaio import AioEtcd
 from vaultkey.proxy.store.etcdconn import EtcdConnection, EtcdSettings, parse_endpoint
-from vaultkey.proxy.store.etcdwatch import WatchStream
 
 T = TypeVar("T")
 
@@ -196,8 +194,8 @@ class Blocking:
 
 class EtcdKV:
     """The async KVStore over an :class:`EtcdStore`: reads and writes on ``grpc.aio``
-    (:mod:`.etcdaio`, no thread per call); leases in the thread pool; watches in their
-    own thread (:mod:`.etcdwatch`)."""
+    and watches on ``grpc.aio`` (:mod:`.etcdaio`: no thread per call); leases in the
+    thread pool."""
 
     def __init__(self, store: EtcdStore, blocking: Blocking | None = None,
                  aio: AioEtcd | None = None) -> None:
@@ -293,22 +291,13 @@ class EtcdKV:
         await self._run(self.store.revoke_lease, lease)
 
     async def watch(self, start_revision: int) -> AsyncIterator[WatchBatch]:
-        """One etcd watch on the namespace, its thread's responses bridged to this loop."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        """One etcd watch on the namespace, from its own key (the fence marker) to the
+        end of its prefix, on ``grpc.aio``."""
         store = self.store
-        client = await self._run(store.conn.client)
         ns = store.namespace.encode()
-        # From the namespace's own key (the fence marker) to the end of its prefix.
-        stream = await self._run(
-            WatchStream, client, ns, start_revision,
-            lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
-            range_end=prefix_range_end(ns + b"/"))
+        stream = self._aio.watch(ns, prefix_range_end(ns + b"/"), start_revision)
         try:
-            while True:
-                item = await queue.get()
-                if isinstance(item, BaseException):
-                    raise Unavailable("the etcd watch stream failed", retry_after=1.0) from item
+            async for item in stream:
                 if item.compact_revision:
                     raise WatchCompacted(int(item.compact_revision))
                 if item.canceled:
@@ -320,7 +309,7 @@ class EtcdKV:
                                            if not store.is_fence(e)),
                                  fence=max(fences, default=0))
         finally:
-            stream.cancel()
+            await stream.aclose()
 
 
 def mark_last(events: Iterable[WatchEvent]) -> tuple[WatchEvent, ...]:
