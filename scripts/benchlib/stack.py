@@ -1,5 +1,5 @@
-"""A throwaway etcd and TLS ``vaultkey serve`` for the benchmarks, as scripts/bench_proxy.py
-and scripts/bench_watch.py set them up: a dev CA, one group ``bench`` that may read, write,
+"""A throwaway etcd and TLS ``vaultkey serve`` for the benchmarks (scripts/bench.py,
+scripts/bench_cache_memory.py): a dev CA, one group ``bench`` that may read, write,
 list and watch ``/bench/``, its key pair, an admin token and a group token.
 
     with Stack.start(tmp) as st:
