@@ -10,6 +10,7 @@ import os
 import signal
 import time
 
+import httpx
 import pytest
 
 from tests._helpers.procs import descendants
@@ -86,9 +87,17 @@ def test_a_worker_that_dies_is_replaced_and_the_address_keeps_answering(workers)
     victim = before[0]
     os.kill(victim, signal.SIGKILL)
     # Connections it had accepted or queued die with it (as with any crashed server);
-    # once it is gone, new connections all go to the worker that is left.
+    # once the kernel has dropped its socket, new connections all go to the one left.
     assert wait_until(lambda: not _alive(victim))
-    assert _each_new_connection(workers, workers.tokens["alpha"], "/v1/kv/alpha/w") == {200}
+
+    def all_answered() -> bool:
+        try:
+            return _each_new_connection(workers, workers.tokens["alpha"],
+                                        "/v1/kv/alpha/w") == {200}
+        except httpx.TransportError:
+            return False
+
+    assert wait_until(all_answered, timeout=5)
     assert wait_until(lambda: len(_workers(workers)) == 2 and victim not in _workers(workers),
                       timeout=15)
     assert "starting another" in workers.log_path.read_text()
