@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from benchlib import clirun, report, wrk
 from benchlib.report import Row, Target
 from benchlib.stack import GROUP, ROOT, Stack
@@ -214,10 +215,33 @@ def wrk_cases(run: Run, st: Stack, envelope_get: bytes, envelope_put: bytes) -> 
     run.n["put_p50_c1_ms"] = agg("px PUT", 1)[1]
 
 
+# How to scrape every worker's /metrics: proxy processes (--workers) and the stack's CA
+# (an ssl.SSLContext); set in main().
+SCRAPE: dict[str, Any] = {"workers": 1, "verify": None}
+
+
 def cache_stats(http: Any) -> dict[str, float]:
-    """The proxy's ``vaultkey_cache_*`` gauges from /metrics (empty: it has no read cache)."""
-    text = http.get("/metrics").raise_for_status().text
-    return {m[1]: float(m[2]) for m in re.finditer(r"^vaultkey_cache_(\w+) (\S+)$", text, re.M)}
+    """The proxy's ``vaultkey_cache_*`` gauges from /metrics (empty: it has no read cache),
+    summed over its workers (``usable``: the least of them). Each worker answers its own
+    scrapes, so each scrape is a new connection, until every worker's pid has been seen."""
+    seen: dict[str, dict[str, float]] = {}
+    workers = int(SCRAPE["workers"])
+    for _attempt in range(20 * workers):
+        with httpx.Client(base_url=http.base_url, verify=SCRAPE["verify"], timeout=30) as fresh:
+            text = fresh.get("/metrics").raise_for_status().text
+        pid = re.search(r"^vaultkey_process_id (\S+)$", text, re.M)
+        seen[pid.group(1) if pid else "?"] = {
+            m[1]: float(m[2]) for m in re.finditer(r"^vaultkey_cache_(\w+) (\S+)$", text, re.M)}
+        if len(seen) >= workers:
+            break
+    if len(seen) < workers:
+        raise RuntimeError(f"/metrics reached {len(seen)} of {workers} workers")
+    total: dict[str, float] = {}
+    for stats in seen.values():
+        for name, value in stats.items():
+            total[name] = (min(total.get(name, value), value) if name == "usable"
+                           else total.get(name, 0.0) + value)
+    return total
 
 
 def cache_share(http: Any, fn: Callable[[], T]) -> tuple[T, str]:
@@ -518,7 +542,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--acl-number", type=int, default=20000, help="decisions per batch (20000)")
     ap.add_argument("--watchers", type=int, default=1000, help="bench_watch.py watchers (1000)")
     ap.add_argument("--workers", type=int, help="pass --workers N to `vaultkey serve` (default: "
-                    "its own default); read-cache figures then come from one worker's /metrics")
+                    "its own default); read-cache figures are summed over the workers")
     ap.add_argument("--install-crypt", action="store_true",
                     help=f"apt-get install {clirun.CRYPT_DEB} if crypt is missing")
     ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
@@ -543,8 +567,10 @@ def main(argv: list[str]) -> int:
         progress(f"temp dir {tmp}")
         run.guard("(f) ACL", lambda: acl_case(run))
         value = secrets.token_hex(32).encode()  # 64 bytes, printable (crypt prints it)
+        SCRAPE["workers"] = args.workers or 1
         extra = [] if args.workers is None else ["--workers", str(args.workers)]
         with Stack.start(tmp / "stack", extra) as st:
+            SCRAPE["verify"] = st.ssl_context()
             proxy_command = st.proxy_command()
             envelope_get = encrypt(value, GET_PATH, [st.public])
             envelope_put = encrypt(value, PUT_PATH, [st.public])

@@ -156,7 +156,7 @@ def markdown(command: str, machine_rows: list[tuple[str, str]], rows: list[Row],
         "",
         "## How it is measured",
         "",
-        f"- The proxy: `{proxy_command}` (one process; etcd on loopback, plain HTTP).",
+        f"- The proxy: `{proxy_command}` (etcd on loopback, plain HTTP).",
         "- wrk (`wrk --latency`, `-t1 -c1` and `-t2 -c32`) drives both the proxy (HTTPS, "
         "keep-alive, `Authorization: Bearer` group token) and etcd's own HTTP/JSON gateway "
         "(`POST /v3/kv/range`, `POST /v3/kv/put`) on the same etcd key and envelope bytes; "
@@ -173,6 +173,9 @@ def markdown(command: str, machine_rows: list[tuple[str, str]], rows: list[Row],
         "- The watch row runs `scripts/bench_watch.py` (its own etcd and proxy); delivery "
         "latency is from each put's 200 answer to its arrival at every watcher.",
         "- CLI rows: whole-process wall time of a fresh process, median of the runs.",
+        "- Where the proxy's time goes under load: py-spy profiles in "
+        "[profiles/](profiles/), made with `scripts/profile_proxy.py get|put "
+        "--connections N` (one proxy process).",
         *(f"- {n}" for n in notes),
         "",
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -47,6 +48,9 @@ class Metrics:
         self.policy_groups = Gauge(
             "vaultkey_policy_groups", "groups in the live policy set", registry=self.registry
         )
+        # With --workers, each worker answers its own scrapes: this says which one did.
+        Gauge("vaultkey_process_id", "process id of the proxy (worker) answering this scrape",
+              registry=self.registry).set(os.getpid())
 
     def watch_connections(self, counters: Counters) -> None:
         """Expose the HTTP layer's refusals (they never reach the app or the audit log)."""
