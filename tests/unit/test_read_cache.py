@@ -172,3 +172,36 @@ def test_a_fence_reported_before_its_write_returns_still_counts():
             await hub.stop()
 
     asyncio.run(go())
+
+
+def test_a_revision_outside_the_kv_namespace_is_reached_with_one_fence_not_a_timeout():
+    """A client may have read at a revision made by a token or lease write, which the kv
+    watch never reports: the cache catches up with a fence instead of sending reads to
+    the store (and instead of waiting for the next periodic fence)."""
+    from vaultkey.proxy.cache import MIN_REVISION
+
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        await kv.put("/x/k", b"v")
+        await _until(lambda: cache.revision >= store.revision)
+        store.revision += 3  # writes elsewhere in etcd: revisions with no kv event
+        cache.observe(store.revision)  # e.g. the header of a listing read from etcd
+        MIN_REVISION.set(store.revision)
+        fences = len(store._fences)
+        assert await cache.usable()  # within the read-your-writes wait, not after it
+        assert cache.stats.misses == 0 and len(store._fences) == fences + 1
+
+    _run(body)
+
+
+def test_a_revision_from_the_future_goes_to_the_store_at_once_and_writes_nothing():
+    from vaultkey.proxy.cache import MIN_REVISION
+
+    async def body(store: MemoryKV, cache: ReadCache, kv: CachedKV, hub: Hub) -> None:
+        fences = len(store._fences)
+        waits = cache.stats.waits
+        MIN_REVISION.set(store.revision + 10**9)
+        assert not await cache.usable()
+        assert cache.stats.waits == waits  # no wait at all
+        assert len(store._fences) == fences and cache.stats.misses == 1
+
+    _run(body)

@@ -13,7 +13,9 @@ When a read is answered from the cache (each a test in tests/):
   ``RYW_WAIT`` seconds for the watch to deliver R; otherwise it goes to etcd.
   A request may name a revision it must reflect (``X-Vaultkey-Min-Revision``;
   the SDK sends the highest it has seen), so a client reads its writes on any
-  replica or worker;
+  replica or worker. A revision the kv watch never reports (a token write) is
+  reached with one fence; one the replica has never seen etcd reach goes to
+  etcd at once;
 * **never stale**: while the hub's kv watch is down, the cache is loading,
   or its catch-up since the (re)connect is not yet proven, reads go to etcd.
   Catch-up is proven with a *fence*: the cache writes the namespace's marker
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_OVERHEAD = 360  # bytes per cached key beyond path and value (measured: see OPERATIONS)
 RYW_WAIT = 0.2  # seconds a read waits for this replica's own write to come back
+CATCH_UP_AFTER = 0.02  # ... after which it asks for a fence to bring the cache up to date
 FENCE_INTERVAL = 10.0
 FENCE_TIMEOUT = 3.0
 LOAD_PAGE = 1000
@@ -98,6 +101,8 @@ class ReadCache:
         self._advanced = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._fencer: asyncio.Task[None] | None = None
+        self._catching_up: asyncio.Task[None] | None = None
+        self.known = 0  # the highest revision etcd was seen at (writes, fences, listings)
 
     # -- fed by the hub --------------------------------------------------------
     def begin(self, revision: int) -> None:
@@ -145,6 +150,12 @@ class ReadCache:
     def wrote(self, revision: int) -> None:
         """A write through this replica was acknowledged at *revision*."""
         self._needed = max(self._needed, revision)
+        self.observe(revision)
+
+    def observe(self, revision: int) -> None:
+        """etcd was seen at *revision* (an answer's header): the cache may be asked to reach
+        it, e.g. by a client that read there (X-Vaultkey-Min-Revision)."""
+        self.known = max(self.known, revision)
 
     def usable_now(self) -> bool:
         return (self.state == "ready" and self.live and self.synced
@@ -155,16 +166,32 @@ class ReadCache:
         must reflect: this replica's own, or the request's X-Vaultkey-Min-Revision)."""
         if self.usable_now():
             return True
-        if self.state == "ready" and self.live and self.synced:  # only behind a write
+        needed = max(self._needed, MIN_REVISION.get())
+        # Only for a revision etcd is known to have reached: a made-up future one goes to etcd
+        # at once (and can never make the replica write fences).
+        if self.state == "ready" and self.live and self.synced and needed <= self.known:
             self.stats.waits += 1
             deadline = time.monotonic() + RYW_WAIT
             while not self.usable_now() and (left := deadline - time.monotonic()) > 0:
+                if left < RYW_WAIT - CATCH_UP_AFTER:
+                    # Still behind: the revision may be a change outside the kv namespace
+                    # (tokens, leases), which its watch never reports. A fence (one at a time)
+                    # brings the cache past it within a round trip.
+                    self._catch_up()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._advanced.wait(), left)
+                    await asyncio.wait_for(self._advanced.wait(), min(left, CATCH_UP_AFTER))
             if self.usable_now():
                 return True
         self.stats.misses += 1
         return False
+
+    def _catch_up(self) -> None:
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = self._spawn(self._catch_up_fence())
+
+    async def _catch_up_fence(self) -> None:
+        with contextlib.suppress(Unavailable):
+            self.observe(await self.kv.fence())
 
     def page(self, target: str, exact: bool, after: bytes | None, limit: int) -> KeyPage:
         if exact:
@@ -279,6 +306,7 @@ class ReadCache:
         while self.live:
             try:
                 self._fence_wanted = await self.kv.fence()
+                self.observe(self._fence_wanted)
                 self._check_fence()
             except Unavailable:
                 await asyncio.sleep(1.0)
@@ -306,7 +334,10 @@ class CachedKV:
             entry = self.cache.entries.get(path)
             self.cache.stats.values_read += entry is not None
             return entry
-        return await self.direct.get(path)
+        entry = await self.direct.get(path)
+        if entry is not None:
+            self.cache.observe(entry.mod_revision)
+        return entry
 
     async def list_keys(self, target: str, *, exact: bool = False, revision: int | None = None,
                         after: bytes | None = None, limit: int = 1000) -> KeyPage:
@@ -315,8 +346,10 @@ class CachedKV:
                 revision == self.cache.revision and self.cache.usable_now()):
             self.cache.stats.hits += 1
             return self.cache.page(target, exact, after, limit)
-        return await self.direct.list_keys(target, exact=exact, revision=revision, after=after,
+        page = await self.direct.list_keys(target, exact=exact, revision=revision, after=after,
                                            limit=limit)
+        self.cache.observe(page.revision)
+        return page
 
     async def load_run(self, first: str, last: str, count: int, revision: int) -> list[Entry]:
         if revision == self.cache.revision and self.cache.usable_now():
@@ -357,7 +390,7 @@ class CachedKV:
     async def revoke_lease(self, lease: int) -> None:
         # Its keys' deletions arrive through the watch; reads here must reflect them.
         await self.direct.revoke_lease(lease)
-        self.cache.wrote(await self.direct.ping())
+        self.cache.wrote(await self.direct.ping())  # past it at once: _catch_up fences
 
 
 __all__ = ["CacheStats", "CachedKV", "ReadCache"]
