@@ -13,6 +13,7 @@ import threading
 
 import httpx
 
+from tests._helpers.wait import wait_until
 from vaultkey.crypto import write_keypair
 from vaultkey.proxy.app import create_app
 from vaultkey.proxy.audit import AuditWriter
@@ -64,6 +65,8 @@ def test_stuck_audit_log_refuses_requests_and_loses_no_line(tmp_path, etcd_serve
     first = asyncio.run(burst(10))
     assert first.count(200) == 3 and first.count(503) == 7
     stream.gate.set()
+    # The writer thread frees a slot once a line is on disk: wait for the 3 queued ones.
+    assert wait_until(lambda: len(stream.lines) == 3)
     second = asyncio.run(burst(2))
     assert second == [200, 200]
     state.close()  # drains the writer
