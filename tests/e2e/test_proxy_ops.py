@@ -186,3 +186,30 @@ def test_sigterm_drains_the_audit_log(proxy_factory):
     proxy.stop()  # SIGTERM, graceful
     lines = [ln for ln in proxy.audit_path.read_text().splitlines() if "/beta/drain" in ln]
     assert len(lines) == 50
+
+
+def test_admin_tokens_rotate_with_sighup_and_no_restart(proxy_factory):
+    """Add the new admin token, SIGHUP, move clients over, remove the old one, SIGHUP."""
+    import secrets
+
+    proxy = proxy_factory()
+    token_file = proxy.workdir / "admin-token"
+    old, new = proxy.admin_token, secrets.token_urlsafe(32)
+
+    def status(token: str) -> int:
+        with proxy.client(token) as c:
+            return c.get("/v1/tokens").status_code
+
+    token_file.write_text(f"{old}\n# added for the rotation\n{new}\n")
+    proxy.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: status(new) == 200)
+    assert status(old) == 200  # both, while clients move over
+    token_file.write_text(f"{new}\n")
+    proxy.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: status(old) == 401)
+    assert status(new) == 200
+    token_file.write_text(f"{new}\n{'x' * 40}\n")  # a weak token: the whole file is refused
+    proxy.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: "admin token reload refused" in proxy.log_path.read_text())
+    assert status(new) == 200 and status(old) == 401
+    assert old not in proxy.log_path.read_text() and new not in proxy.log_path.read_text()

@@ -102,3 +102,30 @@ def test_a_token_created_through_this_replica_is_known_at_once():
         assert (await registry.authenticate(token)).group == "g"
 
     asyncio.run(scenario())
+
+
+def test_several_admin_tokens_are_accepted_each_with_its_own_id_and_can_be_replaced():
+    from vaultkey.proxy.config import admin_tokens
+
+    new = "Vn3qP8sL1xW6tY0bR4mK9dF2gH7cJ5aZ_e-Qo8U"
+    registry = TokenRegistry(MemoryKV(), f"# rotation: old first\n{ADMIN}\n\n{new}\n")
+    old_caller, new_caller = registry.check_cached(ADMIN), registry.check_cached(new)
+    assert old_caller is not None and new_caller is not None
+    assert old_caller.kind == new_caller.kind == "admin"
+    assert old_caller.token_id != new_caller.token_id  # the audit log tells them apart
+    registry.set_admin_tokens(admin_tokens(new))  # the old one retired
+    with pytest.raises(Unauthenticated):
+        asyncio.run(registry.authenticate(ADMIN))
+    assert registry.check_cached(new) == new_caller
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "no admin token"), ("# only a comment\n", "no admin token"),
+    (f"{ADMIN}\n{'a' * 40}\n", "too little entropy"), (f"{ADMIN}\nshort\n", "at least 32"),
+])
+def test_an_admin_token_file_with_a_weak_or_no_token_is_refused(text, message):
+    from vaultkey.errors import UsageError
+    from vaultkey.proxy.config import admin_tokens
+
+    with pytest.raises(UsageError, match=message):
+        admin_tokens(text)

@@ -97,7 +97,8 @@ Reload policies without dropping requests: kill -HUP <pid>""")
 @_opt("--tls-key", env="VAULTKEY_TLS_KEY", help="Server private key (PEM).")
 @_opt("--client-ca", env="VAULTKEY_CLIENT_CA", help="Require client certificates from this CA.")
 @_opt("--admin-token-file", env="VAULTKEY_ADMIN_TOKEN_FILE",
-      help="File holding the admin token (or set VAULTKEY_ADMIN_TOKEN).")
+      help="File holding the admin token, or several (one per line), read again on SIGHUP "
+      "(or set VAULTKEY_ADMIN_TOKEN).")
 @_opt("--etcd-cacert", env="VAULTKEY_ETCD_CACERT")
 @_opt("--etcd-cert", env="VAULTKEY_ETCD_CERT")
 @_opt("--etcd-key", env="VAULTKEY_ETCD_KEY")
@@ -122,7 +123,8 @@ def serve(**opts: Any) -> None:
     from vaultkey.proxy.server import serve as run
     from vaultkey.proxy.store.etcdconn import EtcdSettings
 
-    admin = _secret_from(opts.pop("admin_token_file"), "VAULTKEY_ADMIN_TOKEN", "admin token")
+    admin_file = opts.pop("admin_token_file")
+    admin = _secret_from(admin_file, "VAULTKEY_ADMIN_TOKEN", "admin token")
     if not admin:
         raise UsageError("no admin token",
                          hint="pass --admin-token-file FILE or set VAULTKEY_ADMIN_TOKEN")
@@ -134,7 +136,8 @@ def serve(**opts: Any) -> None:
         ca_cert=opts.pop("etcd_cacert"), client_cert=opts.pop("etcd_cert"),
         client_key=opts.pop("etcd_key"), user=opts.pop("etcd_user"), password=password)
     escrow = list(opts.pop("escrow_keys") or [])
-    config = ProxyConfig(etcd=settings, admin_token=admin, escrow_keys=escrow, **opts)
+    config = ProxyConfig(etcd=settings, admin_token=admin, escrow_keys=escrow,
+                         admin_token_file=admin_file or None, **opts)
     if config.workers > 1 and not config.reuse_port:
         from vaultkey.proxy.config import split_listen
         from vaultkey.proxy.server import check_can_listen, check_tls_files, configure_logging

@@ -36,8 +36,8 @@ from vaultkey.proxy.state import ProxyState
 log = logging.getLogger(__name__)
 
 def _install_signals(state: ProxyState, reload_policies: bool) -> None:
-    """SIGHUP reloads policies and reopens the audit log; SIGUSR1 only reopens it
-    (for logrotate: rename the file, then signal; no line is lost)."""
+    """SIGHUP reloads policies and the admin token file and reopens the audit log; SIGUSR1
+    only reopens it (for logrotate: rename the file, then signal; no line is lost)."""
 
     def reopen() -> None:
         if state.audit is not None:
@@ -46,6 +46,7 @@ def _install_signals(state: ProxyState, reload_policies: bool) -> None:
     def hup() -> None:
         reopen()
         loop.run_in_executor(None, state.reload_policies)
+        loop.run_in_executor(None, state.reload_admin_tokens)
 
     try:
         loop = asyncio.get_running_loop()

@@ -56,6 +56,20 @@ def check_root(root: str) -> None:
                          hint="give each installation its own top-level root, e.g. /vaultkey-b")
 
 
+def admin_tokens(text: str) -> list[str]:
+    """The admin tokens in an admin token file (or $VAULTKEY_ADMIN_TOKEN): one per line,
+    blank lines and ``#`` comments ignored. Several are accepted at once, so a new one can
+    be added, rolled out, and the old one removed, each with a SIGHUP and no restart."""
+    tokens = [line.strip() for line in text.splitlines()]
+    found = [t for t in tokens if t and not t.startswith("#")]
+    if not found:
+        raise UsageError("no admin token", hint="pass --admin-token-file FILE or set "
+                         "VAULTKEY_ADMIN_TOKEN (one token per line)")
+    for token in found:
+        _check_admin_token(token)
+    return found
+
+
 def _check_admin_token(token: str) -> None:
     """Refuse short or obviously low-entropy admin tokens (they guard every group)."""
     hint = "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -78,7 +92,7 @@ def _repeats_a_short_pattern(token: str) -> bool:
 class ProxyConfig:
     policies: str
     etcd: EtcdSettings
-    admin_token: str = field(repr=False)
+    admin_token: str = field(repr=False)  # one or more tokens, one per line
     listen: str = DEFAULT_LISTEN
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -92,6 +106,7 @@ class ProxyConfig:
     cache_bytes: int = 256 * 1024 * 1024  # the read cache's bound (0: no cache)
     workers: int = 1  # processes sharing the address (proxy/workers.py)
     reuse_port: bool = False  # set in each worker by the supervisor
+    admin_token_file: str | None = None  # read again on SIGHUP (admin_token: its contents)
     max_header_bytes: int = ConnectionLimits.max_header_bytes
     header_timeout: float = ConnectionLimits.head_timeout
     idle_timeout: float = ConnectionLimits.idle_timeout
@@ -101,7 +116,7 @@ class ProxyConfig:
     def check(self) -> None:
         """Refuse unsafe or inconsistent settings with a message naming the fix."""
         host, _port = split_listen(self.listen)
-        _check_admin_token(self.admin_token.strip())
+        admin_tokens(self.admin_token)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise UsageError("--tls-cert and --tls-key go together")
         if not self.tls_cert:

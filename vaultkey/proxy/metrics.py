@@ -45,6 +45,10 @@ class Metrics:
             "vaultkey_policy_reloads", "policy reloads by result", ["result"],
             registry=self.registry,
         )
+        self.admin_token_reloads = Counter(
+            "vaultkey_admin_token_reloads", "admin token file reloads (SIGHUP) by result",
+            ["result"], registry=self.registry,
+        )
         self.policy_groups = Gauge(
             "vaultkey_policy_groups", "groups in the live policy set", registry=self.registry
         )

@@ -49,7 +49,7 @@ class ProxyState:
         self.cache = ReadCache(kv, config.cache_bytes)
         self.kv: KVStore = CachedKV(kv, self.cache) if config.cache_bytes else kv
         self.sys = sys
-        self.tokens = TokenRegistry(sys, config.admin_token.strip(), clock=clock)
+        self.tokens = TokenRegistry(sys, config.admin_token, clock=clock)
         self.hub = Hub(kv, sys, on_sys=self.tokens.on_sys_event,
                        on_sys_resync=self.tokens.on_sys_resync, queue=config.watch_queue,
                        cache=self.cache if config.cache_bytes else None)
@@ -92,6 +92,28 @@ class ProxyState:
             self.metrics.policy_groups.set(len(fresh.policy_set.groups))
             log.info("policies reloaded: %d groups", len(fresh.policy_set.groups))
             return True
+
+    def reload_admin_tokens(self) -> bool:
+        """Read the admin token file again (SIGHUP); keep the current tokens if it is
+        unreadable, too open or holds a weak token. False if refused (or no file)."""
+        path = self.config.admin_token_file
+        if not path:
+            return False
+        from vaultkey._files import read_private
+        from vaultkey.proxy.config import admin_tokens
+
+        try:
+            tokens = admin_tokens(read_private(path, "admin token file").decode("utf-8"))
+        except (VaultkeyError, UnicodeDecodeError) as exc:
+            message = exc.diagnostics() if isinstance(exc, VaultkeyError) else "not UTF-8 text"
+            self.metrics.admin_token_reloads.labels(result="refused").inc()
+            log.error("admin token reload refused, still accepting the previous admin "
+                      "tokens: %s", message)
+            return False
+        self.tokens.set_admin_tokens(tokens)
+        self.metrics.admin_token_reloads.labels(result="ok").inc()
+        log.info("admin tokens reloaded: %d accepted", len(tokens))
+        return True
 
     def close(self) -> None:
         if self.audit is not None:

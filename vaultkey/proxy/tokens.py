@@ -22,7 +22,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -130,8 +130,7 @@ class TokenRegistry:
     def __init__(self, store: KVStore, admin_token: str, *,
                  clock: Callable[[], float] = time.time) -> None:
         self._store = store
-        self._admin_hash = hash_token(admin_token)
-        self._admin_id = "admin-" + self._admin_hash[:8]
+        self.set_admin_tokens(admin_token.splitlines() or [admin_token])
         self._clock = clock
         self._cache: dict[str, tuple[float, TokenRecord]] = {}
         # Ids revoked through this replica: a lookup that raced the revocation must not
@@ -193,6 +192,12 @@ class TokenRegistry:
         self._revoked[token_id] = now
         self._cache.pop(token_id, None)
 
+    def set_admin_tokens(self, tokens: Sequence[str]) -> None:
+        """Accept exactly these admin tokens from now on (kept as hashes, like group tokens;
+        blank lines and ``#`` comments are skipped)."""
+        self._admin_hashes = tuple(hash_token(t.strip()) for t in tokens
+                                   if t.strip() and not t.strip().startswith("#"))
+
     def check_cached(self, token: str | None) -> Caller | None:
         """The caller, if it can be known without I/O; None if the store must be read.
         Raises Unauthenticated for a missing, made-up, revoked or expired token."""
@@ -200,8 +205,12 @@ class TokenRegistry:
             raise Unauthenticated("missing token", hint="send 'Authorization: Bearer <token>'")
         presented = hash_token(token)
         # Constant-time comparisons only; a token is never compared as plain text.
-        if hmac.compare_digest(presented, self._admin_hash):
-            return Caller("admin", self._admin_id)
+        admin = None
+        for admin_hash in self._admin_hashes:  # every one compared, whichever matches
+            if hmac.compare_digest(presented, admin_hash):
+                admin = Caller("admin", "admin-" + admin_hash[:8])
+        if admin is not None:
+            return admin
         token_id = parse_token_id(token)
         if token_id in self._revoked:  # revoked here, or pushed by the watch hub
             raise Unauthenticated("invalid or revoked token")
