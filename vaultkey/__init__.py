@@ -67,6 +67,9 @@ from vaultkey.errors import (
 from vaultkey.errors import (
     VaultkeyError as VaultkeyError,
 )
+from vaultkey.errors import (
+    WrongPassphrase as WrongPassphrase,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (the CLI's start-up)
 if TYPE_CHECKING:

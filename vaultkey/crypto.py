@@ -93,11 +93,23 @@ class SecretKey:
         return encode_key_text(SECRET_TAG, self._raw)
 
     @classmethod
-    def from_text(cls, text: str, source: str = "secret key") -> SecretKey:
-        return cls(decode_key_text(key_line(text, source), SECRET_TAG, source))
+    def from_text(cls, text: str, source: str = "secret key", *,
+                  passphrase: bytes | None = None) -> SecretKey:
+        """Read key text; a passphrase-protected one (``vksecp1_``) is opened with
+        *passphrase*, else with ``$VAULTKEY_PASSPHRASE_FILE`` or a terminal prompt."""
+        line = key_line(text, source)
+        from vaultkey.keyfile import is_protected
+
+        if is_protected(line):
+            from vaultkey.keyfile import passphrase_for, unprotect
+
+            secret = passphrase if passphrase is not None else passphrase_for(source)
+            return cls(unprotect(line, secret, source))
+        return cls(decode_key_text(line, SECRET_TAG, source))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SecretKey:
+    def load(cls, path: str | os.PathLike[str], *,
+             passphrase: bytes | None = None) -> SecretKey:
         """Load a secret key file, refusing one readable by group or others (like ssh),
         a symlink, or anything but a regular file."""
         data = read_private(path, "secret key file", KeyFileError, key_file=True)
@@ -105,13 +117,26 @@ class SecretKey:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise KeyFileError(f"{path}: not a vaultkey key file (not UTF-8 text)") from None
-        return cls.from_text(text, str(path))
+        return cls.from_text(text, str(path), passphrase=passphrase)
 
-    def to_file_text(self, comment: str = "") -> str:
+    @staticmethod
+    def is_protected_file(path: str | os.PathLike[str]) -> bool:
+        from vaultkey.keyfile import is_protected
+
+        data = read_private(path, "secret key file", KeyFileError, key_file=True)
+        return is_protected(key_line(data.decode("utf-8", "replace"), str(path)))
+
+    def to_file_text(self, comment: str = "", *, passphrase: bytes | None = None) -> str:
+        """The key file; protected by *passphrase* (Argon2id, docs/FORMAT.md 2.1) if given."""
         head = "# vaultkey secret key (X25519): keep this file private (mode 0600)\n"
         if comment:
             head += f"# {comment}\n"
-        return f"{head}# key id: {self.key_id}\n{self.to_text()}\n"
+        if passphrase is None:
+            return f"{head}# key id: {self.key_id}\n{self.to_text()}\n"
+        from vaultkey.keyfile import protect
+
+        return (f"{head}# protected by a passphrase\n# key id: {self.key_id}\n"
+                f"{protect(self._raw, passphrase)}\n")
 
     def __repr__(self) -> str:
         return f"SecretKey({self.key_id}, <secret hidden>)"
@@ -120,8 +145,10 @@ class SecretKey:
         return sodium.crypto_box_seal_open(wrapped, self._public.raw, self._raw)
 
 
-def write_keypair(name: str | os.PathLike[str], *, force: bool = False) -> tuple[Path, Path]:
-    """Generate a key pair and write ``NAME.key`` (mode 0600) and ``NAME.pub``."""
+def write_keypair(name: str | os.PathLike[str], *, force: bool = False,
+                  passphrase: bytes | None = None) -> tuple[Path, Path]:
+    """Generate a key pair and write ``NAME.key`` (mode 0600; protected by *passphrase*
+    if given) and ``NAME.pub``."""
     from pathlib import Path  # only here: the CLI's other commands never write key files
 
     base = Path(name)
@@ -135,7 +162,8 @@ def write_keypair(name: str | os.PathLike[str], *, force: bool = False) -> tuple
     if force and (pub_path.is_symlink() or pub_path.exists()):
         pub_path.unlink()
     # 0600 from the first byte; with force an old file (or planted symlink) is replaced.
-    write_private(key_path, secret.to_file_text(f"name: {base.name}").encode(),
+    write_private(key_path, secret.to_file_text(f"name: {base.name}",
+                                                passphrase=passphrase).encode(),
                   exclusive=not force)
     fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:

@@ -11,6 +11,7 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     │   ├── ValueTooLarge            envelope would exceed etcd's request limit
     │   └── RequestTimeout           the request body did not arrive in time (HTTP 408)
     ├── KeyFileError                 key file unreadable, too open, corrupted (exit 66)
+    │   └── WrongPassphrase          the passphrase does not open the key file (exit 10)
     ├── MalformedEnvelope            bytes are not a well-formed v1 envelope (exit 65)
     ├── DecryptionError              the one error for every failed decryption (exit 7)
     ├── UntrustedRecipient           the proxy named a key not in the trust store (exit 9)
@@ -83,6 +84,10 @@ class RequestTimeout(UsageError, http_status=408, code="request_timeout"):
 
 class KeyFileError(VaultkeyError, exit_code=66):
     """A key file cannot be used: missing, too open, corrupted or of the wrong type."""
+
+
+class WrongPassphrase(KeyFileError, exit_code=10):
+    """The passphrase does not open a passphrase-protected secret key file."""
 
 
 class MalformedEnvelope(VaultkeyError, http_status=422, code="invalid_envelope", exit_code=65):
@@ -166,4 +171,5 @@ __all__ = [
     "UsageError",
     "ValueTooLarge",
     "VaultkeyError",
+    "WrongPassphrase",
 ]

@@ -31,8 +31,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # The module (in vaultkey._cli) that defines each command of the root group.
 COMMANDS = {
     "set": "kv", "get": "kv", "ls": "kv", "rm": "kv", "whoami": "kv", "completion": "kv",
-    "keygen": "keys", "token": "admin", "policy": "admin", "dev": "dev", "serve": "serve",
-    "watch": "watch", "register": "watch",
+    "keygen": "keys", "key": "keys", "token": "admin", "policy": "admin", "dev": "dev",
+    "serve": "serve", "watch": "watch", "register": "watch",
 }
 
 _TREE_LINE = re.compile(r"── (\w+) +(.+?)(?: \(exit \d+\))?$", re.MULTILINE)
