@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 import trustme
+from benchlib.stack import stop_process as stop
 
 from vaultkey._dev.etcdproc import EtcdProcess, free_port
 from vaultkey.crypto import encrypt, write_keypair
@@ -144,16 +145,6 @@ def metrics(client: Any) -> dict[str, float]:
 def stat(xs: list[float]) -> dict[str, float]:
     s = sorted(xs) or [float("nan")]
     return {"p50": s[round(.5 * (len(s) - 1))], "p99": s[round(.99 * (len(s) - 1))], "max": s[-1]}
-
-
-def stop(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def start_proxy(tmp: Path, etcd_url: str) -> tuple[subprocess.Popen[bytes], str]:
