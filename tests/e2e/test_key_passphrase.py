@@ -53,3 +53,18 @@ def test_keygen_with_a_passphrase(proxy, tmp_path):
           VAULTKEY_NEW_PASSPHRASE_FILE=secret))
     assert "vksecp1_" in (tmp_path / "new.key").read_text()
     assert "vkpub1_" in (tmp_path / "new.pub").read_text()
+
+
+def test_a_keyring_of_several_key_files_opens_each_value_with_its_own_key(proxy, tmp_path):
+    """During a rotation a reader holds the old and the new key: VAULTKEY_KEY=a.key:b.key."""
+    import os
+
+    from vaultkey.crypto import write_keypair
+
+    other, _pub = write_keypair(tmp_path / "other")  # a key no policy names
+    alpha = proxy.key_path("alpha")
+    ok(vk(proxy, "alpha", "set", "/alpha/ring/x", stdin=b"ring"))
+    for ring in (f"{other}{os.pathsep}{alpha}", f"{alpha}{os.pathsep}{other}"):
+        assert ok(vk(proxy, "alpha", "get", "/alpha/ring/x", VAULTKEY_KEY=ring)) == b"ring"
+    alone = vk(proxy, "alpha", "get", "/alpha/ring/x", VAULTKEY_KEY=str(other))
+    assert alone.returncode == 7 and b"no stanza" in alone.stderr

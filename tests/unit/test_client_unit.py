@@ -208,3 +208,25 @@ def test_reads_ask_for_at_least_the_highest_revision_the_client_has_seen():
         vk.set("/a/k", b"v", recipients=[key.public])
         vk.get("/a/k")
     assert sent == [("GET", None), ("PUT", None), ("GET", "41")]
+
+
+def test_a_keyring_opens_each_value_with_the_key_it_was_sealed_to():
+    import base64
+
+    from vaultkey.crypto import encrypt
+
+    old, new = SecretKey.generate(), SecretKey.generate()
+    sealed = {"/a/old": old, "/a/new": new}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/v1/kv")
+        envelope = base64.b64encode(encrypt(b"v", path, [sealed[path].public])).decode()
+        return httpx.Response(200, json={"path": path, "envelope": envelope, "revision": 2,
+                                         "create_revision": 1, "version": 1})
+
+    with Client("https://vk.test", "t", key=[new, old],
+                transport=httpx.MockTransport(handler)) as vk:
+        assert vk.get("/a/old") == b"v" and vk.get("/a/new") == b"v"
+    with Client("https://vk.test", "t", key=[new], transport=httpx.MockTransport(handler)) as vk, \
+            pytest.raises(vaultkey.DecryptionError, match="no stanza"):
+        vk.get("/a/old")

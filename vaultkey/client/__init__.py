@@ -71,12 +71,15 @@ class _Base:
     *addr*, *token* and ``**options`` are client settings, put over *settings*
     (any field of :class:`~vaultkey.client.settings.ClientSettings`, e.g. ``cacert``,
     ``client_cert``, ``client_key``, ``token_file``, ``timeout``, ``retries``).
-    *key* and *trust* may also be a loaded ``SecretKey`` / ``TrustStore``.
+    *key* and *trust* may also be a loaded ``SecretKey`` / ``TrustStore``. *key* may name
+    several key files (``"new.key:old.key"``, or a list): during a key rotation each value
+    is opened with whichever key it was sealed to.
     *transport* is an httpx transport (a MockTransport, a proxy mount).
     """
 
     def __init__(self, addr: str | None = None, token: str | None = None, *,
-                 key: SecretKey | str | os.PathLike[str] | None = None,
+                 key: SecretKey | str | os.PathLike[str]
+                 | Sequence[SecretKey | str | os.PathLike[str]] | None = None,
                  trust: TrustStore | str | os.PathLike[str] | None = None,
                  settings: _settings.ClientSettings | None = None,
                  transport: Any = None, **options: Any) -> None:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Op = Generator[Request, Response, T]
+# A secret key, a key file (or several, joined with os.pathsep), or a list of them.
+KeySource = Any
 
 
 def advance(op: Op[T], response: Response | None) -> tuple[bool, Any]:
@@ -82,11 +84,11 @@ class Operations:
     """Request building, answer reading and local crypto: no I/O of its own."""
 
     def __init__(self, settings: ClientSettings,
-                 key: SecretKey | str | os.PathLike[str] | None = None,
+                 key: KeySource | None = None,
                  trust: TrustStore | str | os.PathLike[str] | None = None) -> None:
         self._key_source: Any = key if key is not None else settings.key
         self._trust_source: Any = trust if trust is not None else settings.trust
-        self._key: SecretKey | None = None
+        self._keys: list[SecretKey] | None = None
         self._trust: TrustStore | None = None
         # The highest revision this client wrote or read: its reads ask the proxy to reflect
         # at least that much (read your writes and monotonic reads on any replica).
@@ -98,16 +100,38 @@ class Operations:
     def _read_headers(self) -> dict[str, str] | None:
         return {"X-Vaultkey-Min-Revision": str(self.seen_revision)} if self.seen_revision else None
 
-    def secret_key(self) -> SecretKey:
-        if self._key is None:
+    def secret_keys(self) -> list[SecretKey]:
+        """The caller's keyring: one secret key, or several (``new.key:old.key``, or a list)
+        while a group rotates its keys; each value is opened with the key it was sealed to."""
+        if self._keys is None:
             from vaultkey.crypto import SecretKey
 
             src = self._key_source
             if src is None:
                 raise UsageError("no secret key configured",
                                  hint="pass key=, --key FILE or set VAULTKEY_KEY")
-            self._key = src if isinstance(src, SecretKey) else SecretKey.load(src)
-        return self._key
+            keys: list[SecretKey] = []
+            for item in src if isinstance(src, list | tuple) else [src]:
+                if isinstance(item, SecretKey):
+                    keys.append(item)
+                    continue
+                for part in os.fspath(item).split(os.pathsep):
+                    if part:
+                        keys.append(SecretKey.load(os.path.expanduser(part)))
+            if not keys:
+                raise UsageError("no secret key configured", hint="the key setting is empty")
+            self._keys = keys
+        return self._keys
+
+    def secret_key(self) -> SecretKey:
+        """The first key of the keyring (the current one)."""
+        return self.secret_keys()[0]
+
+    def key_for(self, env: Any) -> SecretKey:
+        """The keyring's key that *env* has a stanza for (else the first, whose error
+        then names it)."""
+        keys = self.secret_keys()
+        return next((k for k in keys if env.stanza_for(k.public.kid) is not None), keys[0])
 
     def trust_store(self) -> TrustStore:
         if self._trust is None:
@@ -136,7 +160,7 @@ class Operations:
             raise DecryptionError(f"{key}: the proxy returned no valid envelope") from None
         try:
             env = parse_for_decryption(blob)
-            value = _open_validated(env, key.encode("utf-8"), self.secret_key())
+            value = _open_validated(env, key.encode("utf-8"), self.key_for(env))
         except DecryptionError as exc:  # name the key: get_many decrypts many
             raise DecryptionError(f"{key}: {exc.message}", hint=exc.hint) from None
         kids = tuple(format_key_id(k) for k in env.recipient_kids)

@@ -94,7 +94,8 @@ class ClientSettings:
     client_key: str | None = _row(None, "VAULTKEY_CLIENT_KEY", "client_key", "--client-key",
                                   "FILE", "Key of the TLS client certificate.", path=True)
     key: str | None = _row(None, "VAULTKEY_KEY", "key", "--key", "FILE",
-                           "Your secret key file.", path=True)
+                           "Your secret key file (or several, joined with ':', while your "
+                           "group rotates keys).", path=True)
     trust: str | None = _row(None, "VAULTKEY_TRUST", "trust", "--trust", "PATH",
                              "Trusted recipient keys: a directory of .pub files or a file of "
                              "key ids.", path=True)
