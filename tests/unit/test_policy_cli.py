@@ -42,3 +42,18 @@ def test_explain_prints_decision_and_rule(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 4
     assert "deny" in out and "payments.toml" in out and "/payments/ledger/" in out
+
+
+def test_explain_shows_the_groups_keyring(tmp_path, capsys):
+    d = _examples(tmp_path)
+    assert main(["policy", "explain", "--policies", str(d), "--group", "payments",
+                 "/payments/db/password", "read"]) == 0
+    assert "keyring of payments (one key): vk1_" in capsys.readouterr().out
+    policy = (d / "payments.toml").read_text()
+    write_keypair(d / "payments-2026")
+    (d / "payments.toml").write_text(policy.replace('"payments.pub"',
+                                                    '"payments.pub", "payments-2026.pub"'))
+    assert main(["policy", "explain", "--policies", str(d), "--group", "payments",
+                 "/payments/db/password", "read"]) == 0
+    out = capsys.readouterr().out
+    assert "keyring of payments (2 keys: a rotation is under way" in out

@@ -102,8 +102,13 @@ def policy_explain(group: str, directory: str, path: str, capability: str) -> No
 
     is_prefix = path.endswith("/") or capability == "list"  # the proxy checks list on prefixes
     target = validate_prefix(path) if is_prefix else validate_key(path)
-    decision = load_policy_dir(directory).policy_set.decide(group, target, capability,
-                                                           is_prefix=is_prefix)
+    loaded = load_policy_dir(directory)
+    decision = loaded.policy_set.decide(group, target, capability, is_prefix=is_prefix)
     click.echo(visible(decision.explain()))
+    keys = loaded.recipients_for(group)
+    if keys:  # the group's keyring: every value it may read is sealed to all of these
+        state = ("one key" if len(keys) == 1 else
+                 f"{len(keys)} keys: a rotation is under way; values are sealed to all of them")
+        click.echo(f"keyring of {group} ({state}): " + ", ".join(k.key_id for k in keys))
     if not decision.allowed:
         raise click.exceptions.Exit(PermissionDenied.exit_code)
