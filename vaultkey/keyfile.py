@@ -91,13 +91,18 @@ def unprotect(line: str, passphrase: bytes, source: str = "secret key") -> bytes
                               hint=f"check the passphrase, or {PASSPHRASE_ENV}") from None
 
 
+def read_passphrase_file(path: str) -> bytes:
+    """A passphrase file's bytes less one trailing LF (checked like a key file)."""
+    text = read_private(path, "passphrase file", KeyFileError)
+    return text[:-1] if text.endswith(b"\n") else text
+
+
 def passphrase_for(source: str, *, prompt: str | None = None) -> bytes:
     """The passphrase of *source*: from ``$VAULTKEY_PASSPHRASE_FILE``, else asked on the
     terminal; KeyFileError when neither is possible (never a hang in a service)."""
     path = os.environ.get(PASSPHRASE_ENV)
     if path:
-        text = read_private(path, "passphrase file", KeyFileError)
-        return text[:-1] if text.endswith(b"\n") else text
+        return read_passphrase_file(path)
     if sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty():
         import getpass
 
@@ -107,4 +112,4 @@ def passphrase_for(source: str, *, prompt: str | None = None) -> bytes:
 
 
 __all__ = ["PASSPHRASE_ENV", "PROTECTED_TAG", "is_protected", "passphrase_for", "protect",
-           "unprotect"]
+           "read_passphrase_file", "unprotect"]

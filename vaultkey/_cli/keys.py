@@ -13,13 +13,12 @@ NEW_PASSPHRASE_ENV = "VAULTKEY_NEW_PASSPHRASE_FILE"  # noqa: S105 - a variable n
 
 def _new_passphrase(what: str) -> bytes:
     """A new passphrase: from $VAULTKEY_NEW_PASSPHRASE_FILE, else typed twice on a terminal."""
-    from vaultkey._files import read_private
-    from vaultkey.errors import KeyFileError, UsageError
+    from vaultkey.errors import UsageError
+    from vaultkey.keyfile import read_passphrase_file
 
     path = os.environ.get(NEW_PASSPHRASE_ENV)
     if path:
-        text = read_private(path, "passphrase file", KeyFileError)
-        return text[:-1] if text.endswith(b"\n") else text
+        return read_passphrase_file(path)
     import getpass
     import sys
 

@@ -28,7 +28,7 @@ from starlette.routing import Match
 from vaultkey._version import __version__
 from vaultkey.errors import StoreError, Unavailable, UsageError, VaultkeyError
 from vaultkey.proxy.config import ProxyConfig
-from vaultkey.proxy.fastpath import FastRead, is_plain_read
+from vaultkey.proxy.fastpath import FastKV, is_single_key
 from vaultkey.proxy.middleware import AuditMiddleware, ServerSideLog, error_response
 from vaultkey.proxy.routes import health, identity, kv, leases, recipients, tokens, watch
 from vaultkey.proxy.state import ProxyState
@@ -115,7 +115,7 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
         return error_response(VaultkeyError("internal error; see the proxy log"))
 
     app.add_middleware(AuditMiddleware, state=state,
-                       fast_read=FastRead(state, log_server_side), is_fast=is_plain_read)
+                       fast_kv=FastKV(state, log_server_side), is_fast=is_single_key)
     return app
 
 

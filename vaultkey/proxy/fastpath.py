@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 PREFIX = "/v1/kv/"
 
 
-def is_plain_read(scope: Scope) -> bool:
-    """A GET, PUT or DELETE of one key path with no query (the name is historical)."""
+def is_single_key(scope: Scope) -> bool:
+    """A GET, PUT or DELETE of one key path with no query."""
     return (scope["method"] in ("GET", "PUT", "DELETE") and not scope["query_string"]
             and scope["path"].startswith(PREFIX))
 
 
-class FastRead:
+class FastKV:
     def __init__(self, state: ProxyState, log_server_side: ServerSideLog) -> None:
         self.state = state
         self.log_server_side = log_server_side
@@ -62,4 +62,4 @@ class FastRead:
         await response(scope, receive, send)
 
 
-__all__ = ["FastRead", "is_plain_read"]
+__all__ = ["FastKV", "is_single_key"]

@@ -69,11 +69,11 @@ def is_upgrade(scope: Scope) -> bool:
 class AuditMiddleware:
     """Pure ASGI: one JSON audit line and metrics per /v1 request. Never logs a value or token."""
 
-    def __init__(self, app: ASGIApp, state: ProxyState, fast_read: ASGIApp | None = None,
+    def __init__(self, app: ASGIApp, state: ProxyState, fast_kv: ASGIApp | None = None,
                  is_fast: Callable[[Scope], bool] = lambda _scope: False) -> None:
         self.app = app
         self.state = state
-        self.fast_read = fast_read or app  # plain GETs of one key (proxy/fastpath.py)
+        self.fast_kv = fast_kv or app  # plain GETs of one key (proxy/fastpath.py)
         self.is_fast = is_fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -115,7 +115,7 @@ class AuditMiddleware:
                 refusal = UsageError("protocol upgrades (WebSocket, h2c) are not supported")
                 await error_response(refusal)(scope, receive, send_wrapper)
             elif self.is_fast(scope):
-                await self.fast_read(scope, receive, send_wrapper)
+                await self.fast_kv(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
