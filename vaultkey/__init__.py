@@ -47,6 +47,15 @@ from vaultkey.errors import (
     RequestTimeout as RequestTimeout,
 )
 from vaultkey.errors import (
+    RollbackDetected as RollbackDetected,
+)
+from vaultkey.errors import (
+    SignatureError as SignatureError,
+)
+from vaultkey.errors import (
+    SignatureRequired as SignatureRequired,
+)
+from vaultkey.errors import (
     StoreError as StoreError,
 )
 from vaultkey.errors import (
@@ -78,10 +87,13 @@ if TYPE_CHECKING:
     from vaultkey.client import AsyncClient, Client, Item, Registration, WatchEvent
     from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey, decrypt, encrypt
-    from vaultkey.keys import PublicKey
+    from vaultkey.keys import PublicKey, SigningPublicKey
+    from vaultkey.signkey import SigningKey
 
 _LAZY = {
     "PublicKey": "vaultkey.keys",
+    "SigningPublicKey": "vaultkey.keys",
+    "SigningKey": "vaultkey.signkey",
     "SecretKey": "vaultkey.crypto",
     "encrypt": "vaultkey.crypto",
     "decrypt": "vaultkey.crypto",
@@ -104,6 +116,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["AsyncClient", "Client", "Item", "PublicKey", "Registration", "SecretKey",
-           "TrustStore", "WatchEvent",
+           "SigningKey", "SigningPublicKey", "TrustStore", "WatchEvent",
            "__version__", "decrypt", "encrypt"]
 __all__ += _errors.__all__  # every error class is public

@@ -1,7 +1,7 @@
 """Recipes: key generation, secret key files, encrypt and decrypt envelopes.
 
-This is the only module that touches private keys. The proxy never imports
-it (a test enforces that)::
+This module (with :mod:`vaultkey.keyfile` and :mod:`vaultkey.signkey`) is all the code
+that touches private keys. The proxy never imports them (a test enforces that)::
 
     >>> from vaultkey.crypto import SecretKey, encrypt, decrypt
     >>> alice, bob = SecretKey.generate(), SecretKey.generate()
@@ -25,6 +25,7 @@ Every decryption failure raises :class:`~vaultkey.errors.DecryptionError`.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import os
 from collections.abc import Sequence
@@ -33,11 +34,13 @@ from typing import TYPE_CHECKING
 import nacl.bindings as sodium
 import nacl.exceptions
 
-from vaultkey._files import read_private, write_private
+from vaultkey._files import read_private
 from vaultkey.envelope import (
     MAX_ENVELOPE_BYTES,
     NONCE_BYTES,
+    SIGNATURE_BYTES,
     Envelope,
+    Signature,
     Stanza,
     overhead,
 )
@@ -46,10 +49,12 @@ from vaultkey.errors import (
     InvalidPath,
     KeyFileError,
     MalformedEnvelope,
+    SignatureError,
     ValueTooLarge,
 )
 from vaultkey.keys import (
     KEY_BYTES,
+    KID_BYTES,
     SECRET_TAG,
     PublicKey,
     decode_key_text,
@@ -59,7 +64,9 @@ from vaultkey.keys import (
 from vaultkey.paths import validate_key
 
 if TYPE_CHECKING:
-    from pathlib import Path
+
+    from vaultkey.signatures import Writers
+    from vaultkey.signkey import SigningKey
 
 DATA_KEY_BYTES = 32
 _HKDF_INFO = b"vaultkey v1"
@@ -145,34 +152,6 @@ class SecretKey:
         return sodium.crypto_box_seal_open(wrapped, self._public.raw, self._raw)
 
 
-def write_keypair(name: str | os.PathLike[str], *, force: bool = False,
-                  passphrase: bytes | None = None) -> tuple[Path, Path]:
-    """Generate a key pair and write ``NAME.key`` (mode 0600; protected by *passphrase*
-    if given) and ``NAME.pub``."""
-    from pathlib import Path  # only here: the CLI's other commands never write key files
-
-    base = Path(name)
-    key_path, pub_path = base.with_name(base.name + ".key"), base.with_name(base.name + ".pub")
-    if not force:
-        for existing in (key_path, pub_path):
-            if existing.exists() or existing.is_symlink():
-                raise KeyFileError(f"{existing} already exists; refusing to overwrite it",
-                                   hint="choose another name or pass --force")
-    secret = SecretKey.generate()
-    if force and (pub_path.is_symlink() or pub_path.exists()):
-        pub_path.unlink()
-    # 0600 from the first byte; with force an old file (or planted symlink) is replaced.
-    write_private(key_path, secret.to_file_text(f"name: {base.name}",
-                                                passphrase=passphrase).encode(),
-                  exclusive=not force)
-    fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, secret.public.to_file_text(f"name: {base.name}").encode())
-    finally:
-        os.close(fd)
-    return key_path, pub_path
-
-
 def _derive(data_key: bytes) -> tuple[bytes, bytes]:
     """HKDF-SHA256 (``cryptography``) of the data key: the payload key and the key commitment.
 
@@ -202,14 +181,35 @@ def _seal(
     nonce: bytes,
     wrapped: Sequence[bytes],
     counter: int,
+    signer: SigningKey | None = None,
 ) -> bytes:
     payload_key, commitment = _derive(data_key)
     stanzas = tuple(Stanza(kid=r.kid, wrapped=w) for r, w in zip(recipients, wrapped, strict=True))
-    draft = Envelope(path, counter, stanzas, commitment, nonce, ciphertext=bytes(16))
+    # Why a placeholder signature: flags bit 0 is part of the header, which is the AEAD's
+    # associated data, so a signed envelope says so before the payload is sealed.
+    placeholder = None if signer is None else _PLACEHOLDER
+    draft = Envelope(path, counter, stanzas, commitment, nonce, bytes(16), placeholder)
     ciphertext = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
         plaintext, draft.header(), nonce, payload_key
     )
-    return Envelope(path, counter, stanzas, commitment, nonce, ciphertext).serialize()
+    env = Envelope(path, counter, stanzas, commitment, nonce, ciphertext, placeholder)
+    return sign_envelope(env, signer).serialize() if signer is not None else env.serialize()
+
+
+_PLACEHOLDER = Signature(bytes(KID_BYTES), bytes(SIGNATURE_BYTES))
+
+
+def sign_envelope(env: Envelope, signer: SigningKey) -> Envelope:
+    """*env* with *signer*'s signature over its header and ciphertext block.
+
+    The header says it is signed (flags bit 0) and the AEAD authenticated that header,
+    so only an envelope sealed as signed can be signed: signing an unsigned one would
+    change its associated data and make it undecryptable.
+    """
+    if env.signature is None:
+        raise ValueError("the envelope was sealed unsigned (flags bit 0 clear)")
+    return dataclasses.replace(env, signature=Signature(signer.public.kid,
+                                                        signer.sign(env.signed_bytes())))
 
 
 def _check_recipients(recipients: Sequence[PublicKey]) -> list[PublicKey]:
@@ -222,28 +222,58 @@ def _check_recipients(recipients: Sequence[PublicKey]) -> list[PublicKey]:
 
 
 def encrypt(
-    plaintext: bytes, path: str, recipients: Sequence[PublicKey], *, counter: int = 0
+    plaintext: bytes, path: str, recipients: Sequence[PublicKey], *, counter: int = 0,
+    signer: SigningKey | None = None,
 ) -> bytes:
-    """Encrypt *plaintext* for *recipients*, bound to *path*; returns envelope bytes."""
+    """Encrypt *plaintext* for *recipients*, bound to *path*; returns envelope bytes.
+
+    With *signer*, the envelope carries its writer signature (docs/FORMAT.md section 7).
+    """
     if not isinstance(plaintext, bytes | bytearray | memoryview):
         raise TypeError("plaintext must be bytes")
-    return _encrypt_validated(bytes(plaintext), validate_key(path), recipients, counter=counter)
+    return _encrypt_validated(bytes(plaintext), validate_key(path), recipients,
+                              counter=counter, signer=signer)
 
 
 def _encrypt_validated(
-    plaintext: bytes, path: str, recipients: Sequence[PublicKey], *, counter: int = 0
+    plaintext: bytes, path: str, recipients: Sequence[PublicKey], *, counter: int = 0,
+    signer: SigningKey | None = None, data_key: bytes | None = None,
 ) -> bytes:
     """:func:`encrypt` for a *path* that has already passed ``validate_key``.
 
     Why: the SDK validates a path once, before the first request names it, and
     encrypts only after the recipients answer; :func:`encrypt` (public) still
     validates for every other caller. The size is checked here, once.
+    *data_key* is given only by :func:`rewrap` (which keeps a value's data key).
     """
     unique = _check_recipients(recipients)
     _check_size(plaintext, path, len(unique))
-    data_key = os.urandom(DATA_KEY_BYTES)
+    if data_key is None:
+        data_key = os.urandom(DATA_KEY_BYTES)
     wrapped = [sodium.crypto_box_seal(data_key, r.raw) for r in unique]
-    return _seal(plaintext, path, unique, data_key, os.urandom(NONCE_BYTES), wrapped, counter)
+    return _seal(plaintext, path, unique, data_key, os.urandom(NONCE_BYTES), wrapped, counter,
+                 signer)
+
+
+def rewrap(blob: bytes, path: str, key: SecretKey | Sequence[SecretKey],
+           recipients: Sequence[PublicKey], *, counter: int,
+           signer: SigningKey | None = None) -> bytes:
+    """The value at *path*, re-wrapped to *recipients*, with the same data key.
+
+    For adding a reader or retiring a key that was not compromised: the data key and
+    the plaintext stay; each recipient gets a new stanza. Because the whole header
+    (stanzas included) is the AEAD's associated data, the payload is sealed again under
+    the same data key with a fresh nonce, never the old one: the same key and nonce
+    over a different header would reuse Poly1305's one-time key. *counter* is the new
+    revision's rollback counter; *signer* signs it. Raises DecryptionError if *key*
+    cannot open the value.
+    """
+    env = parse_for_decryption(blob)
+    keys = [key] if isinstance(key, SecretKey) else list(key)
+    opener = next((k for k in keys if env.stanza_for(k.public.kid) is not None), keys[0])
+    plaintext, data_key = _open_with_data_key(env, _requested_path(path), opener)
+    return _encrypt_validated(plaintext, env.path, recipients, counter=counter, signer=signer,
+                              data_key=data_key)
 
 
 def _encrypt_from_parts(
@@ -255,28 +285,32 @@ def _encrypt_from_parts(
     nonce: bytes,
     ephemeral_secrets: Sequence[bytes],
     counter: int = 0,
+    signer: SigningKey | None = None,
 ) -> bytes:
     """Deterministic encryption for known-answer test vectors. Never use it to store data.
 
     Builds each stanza exactly as libsodium's ``crypto_box_seal`` does, but with
     a given ephemeral secret: ``epk || crypto_box(dk, blake2b(epk || pk, 24), pk, esk)``.
+    (Ed25519 signatures are deterministic already.)
     """
     wrapped = []
     for r, esk in zip(recipients, ephemeral_secrets, strict=True):
         epk = sodium.crypto_scalarmult_base(esk)
         box_nonce = sodium.crypto_generichash_blake2b_salt_personal(epk + r.raw, digest_size=24)
         wrapped.append(epk + sodium.crypto_box_easy(data_key, box_nonce, r.raw, esk))
-    return _seal(plaintext, path, list(recipients), data_key, nonce, wrapped, counter)
+    return _seal(plaintext, path, list(recipients), data_key, nonce, wrapped, counter, signer)
 
 
-def decrypt(blob: bytes, path: str, key: SecretKey) -> bytes:
+def decrypt(blob: bytes, path: str, key: SecretKey, *, writers: Writers | None = None) -> bytes:
     """Decrypt envelope bytes read from *path* with *key*.
 
     Raises DecryptionError for every failure: malformed or truncated bytes,
     unknown version, an invalid path (asked for or stored), an envelope bound
     to another path, no stanza for this key, or any failed integrity check.
+    With *writers*, the value must also carry a valid signature by one of them
+    (else :class:`~vaultkey.errors.SignatureError`, a DecryptionError).
     """
-    return open_envelope(parse_for_decryption(blob), path, key)
+    return open_envelope(parse_for_decryption(blob), path, key, writers=writers)
 
 
 def parse_for_decryption(blob: bytes) -> Envelope:
@@ -298,7 +332,8 @@ def _requested_path(path: object) -> bytes:
         raise DecryptionError(f"invalid path: {exc.message}") from None
 
 
-def open_envelope(env: Envelope, path: str, key: SecretKey) -> bytes:
+def open_envelope(env: Envelope, path: str, key: SecretKey, *,
+                  writers: Writers | None = None) -> bytes:
     """Decrypt a parsed envelope read from *path* (see :func:`decrypt`)."""
     try:
         validate_key(env.path)  # parse checked it; an Envelope built in memory was not parsed
@@ -306,10 +341,11 @@ def open_envelope(env: Envelope, path: str, key: SecretKey) -> bytes:
         raise DecryptionError(
             f"malformed envelope: envelope path is not a valid key path: {exc.message}"
         ) from None
-    return _open_validated(env, _requested_path(path), key)
+    return _open_validated(env, _requested_path(path), key, writers)
 
 
-def _open_validated(env: Envelope, asked: bytes, key: SecretKey) -> bytes:
+def _open_validated(env: Envelope, asked: bytes, key: SecretKey,
+                    writers: Writers | None = None) -> bytes:
     """:func:`open_envelope` once both paths are known valid: *env* was parsed (which
     checks its path) and *asked* is a key path that passed ``validate_key``, in UTF-8.
 
@@ -318,8 +354,16 @@ def _open_validated(env: Envelope, asked: bytes, key: SecretKey) -> bytes:
     # Why: the AEAD associated data is the stored header, so an envelope copied
     # unchanged to another key still authenticates; this comparison is the check
     # that binds it to where it was read from (docs/FORMAT.md section 6, step 3).
+    return _open_with_data_key(env, asked, key, writers)[0]
+
+
+def _open_with_data_key(env: Envelope, asked: bytes, key: SecretKey,
+                        writers: Writers | None = None) -> tuple[bytes, bytes]:
+    """The plaintext and the data key (the checks of docs/FORMAT.md section 6, steps 3-8)."""
     if not hmac.compare_digest(env.path.encode("utf-8"), asked):
         raise DecryptionError("integrity check failed: the envelope is bound to another path")
+    if writers is not None and (problem := writers.problem(env)) is not None:
+        raise SignatureError(problem)
     stanza = env.stanza_for(key.public.kid)
     if stanza is None:
         raise DecryptionError(
@@ -333,11 +377,12 @@ def _open_validated(env: Envelope, asked: bytes, key: SecretKey) -> bytes:
         # data keys that open one ciphertext to different plaintexts.
         if not hmac.compare_digest(commitment, env.commitment):
             raise DecryptionError("integrity check failed")
-        return sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+        plaintext = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
             env.ciphertext, env.header(), env.nonce, payload_key
         )
     except (nacl.exceptions.CryptoError, ValueError, TypeError):
         raise DecryptionError("integrity check failed") from None
+    return plaintext, data_key
 
 
-__all__ = ["SecretKey", "decrypt", "encrypt", "write_keypair"]
+__all__ = ["SecretKey", "decrypt", "encrypt", "rewrap", "sign_envelope"]

@@ -13,7 +13,10 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     ├── KeyFileError                 key file unreadable, too open, corrupted (exit 66)
     │   └── WrongPassphrase          the passphrase does not open the key file (exit 10)
     ├── MalformedEnvelope            bytes are not a well-formed v1 envelope (exit 65)
+    │   └── SignatureRequired        the proxy refuses a write missing a required signature
     ├── DecryptionError              the one error for every failed decryption (exit 7)
+    │   ├── SignatureError           unsigned, or not signed by a trusted writer (exit 11)
+    │   └── RollbackDetected         older than a value this reader already saw (exit 12)
     ├── UntrustedRecipient           the proxy named a key not in the trust store (exit 9)
     ├── PolicyError                  a policy file is invalid; carries file and line (exit 78)
     ├── NotFound                     no such key (exit 3)
@@ -98,6 +101,20 @@ class DecryptionError(VaultkeyError, exit_code=7):
     """Decryption failed. The message never says anything about the plaintext."""
 
 
+class SignatureError(DecryptionError, exit_code=11):
+    """A reader refused a value: unsigned where its trust store requires a signature,
+    signed by a writer it does not trust for the path, or a signature that does not verify."""
+
+
+class RollbackDetected(DecryptionError, exit_code=12):
+    """The value's counter is lower than one this reader already saw for the path: an
+    older envelope was put back (docs/SECURITY.md, "Rollback")."""
+
+
+class SignatureRequired(MalformedEnvelope, code="signature_required"):
+    """The proxy refused a write: the policy requires a signature by a listed writer."""
+
+
 class UntrustedRecipient(VaultkeyError, exit_code=9):
     """A recipient key offered by the proxy is not in the client's trust store."""
 
@@ -164,6 +181,9 @@ __all__ = [
     "PolicyError",
     "ProtocolError",
     "RequestTimeout",
+    "RollbackDetected",
+    "SignatureError",
+    "SignatureRequired",
     "StoreError",
     "Unauthenticated",
     "Unavailable",

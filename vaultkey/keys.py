@@ -34,10 +34,15 @@ KEY_BYTES = 32
 KID_BYTES = 16
 PUBLIC_TAG = "vkpub1"
 SECRET_TAG = "vksec1"  # noqa: S105 - a type tag, not a secret
+SIGNING_PUBLIC_TAG = "vksigpub1"
+SIGNING_SECRET_TAG = "vksigsec1"  # noqa: S105 - a type tag, not a secret
+SIGNATURE_BYTES = 64
 _CHECKSUM_BYTES = 4
 _TEXT_LABEL = b"vaultkey key text v1\x00"
 _KID_LABEL = b"vaultkey key id v1\x00"
-_TAG_NAMES = {PUBLIC_TAG: "public key", SECRET_TAG: "secret key"}
+_SIGNING_KID_LABEL = b"vaultkey signing key id v1\x00"
+_TAG_NAMES = {PUBLIC_TAG: "public key", SECRET_TAG: "secret key",
+              SIGNING_PUBLIC_TAG: "public signing key", SIGNING_SECRET_TAG: "secret signing key"}
 _BODY_CHARS = 48  # base64url of 32-byte key + 4-byte checksum, no padding needed
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _LINE_BLANKS = " \t\r"  # the only characters trimmed from a key file line
@@ -51,6 +56,17 @@ def key_id_bytes(public: bytes) -> bytes:
 def format_key_id(kid: bytes) -> str:
     """Display form of a 16-byte key id: ``vk1_`` + 32 hex digits."""
     return "vk1_" + kid.hex()
+
+
+def signing_key_id_bytes(public: bytes) -> bytes:
+    """The 16-byte key id of a raw Ed25519 public key (a label of its own, so an
+    encryption key and a signing key never share an id)."""
+    return hashlib.sha256(_SIGNING_KID_LABEL + public).digest()[:KID_BYTES]
+
+
+def format_signing_key_id(kid: bytes) -> str:
+    """Display form of a signing key id: ``vks1_`` + 32 hex digits."""
+    return "vks1_" + kid.hex()
 
 
 def _checksum(tag: str, raw: bytes) -> bytes:
@@ -185,4 +201,68 @@ class PublicKey:
         return f"PublicKey({self.key_id})"
 
 
-__all__ = ["KEY_BYTES", "KID_BYTES", "PublicKey", "format_key_id", "key_id_bytes"]
+@dataclass(frozen=True)
+class SigningPublicKey:
+    """A writer's Ed25519 public key: what policies and trust stores list to verify
+    writer signatures (docs/FORMAT.md section 7). No secret material."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, bytes) or len(self.raw) != KEY_BYTES:
+            raise KeyFileError("a public signing key is exactly 32 bytes")
+
+    @property
+    def kid(self) -> bytes:
+        return signing_key_id_bytes(self.raw)
+
+    @property
+    def key_id(self) -> str:
+        return format_signing_key_id(self.kid)
+
+    def to_text(self) -> str:
+        return encode_key_text(SIGNING_PUBLIC_TAG, self.raw)
+
+    def to_file_text(self, comment: str = "") -> str:
+        head = "# vaultkey public signing key (Ed25519)\n"
+        if comment:
+            head += f"# {comment}\n"
+        return f"{head}# key id: {self.key_id}\n{self.to_text()}\n"
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Whether *signature* is this key's Ed25519 signature of *message*."""
+        # Why `cryptography` here and libsodium for signing: the proxy verifies too, and
+        # it must not import nacl (the private-key library); both follow RFC 8032.
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        if len(signature) != SIGNATURE_BYTES:
+            return False
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    @classmethod
+    def from_text(cls, text: str, source: str = "public signing key") -> SigningPublicKey:
+        return cls(decode_key_text(key_line(text, source), SIGNING_PUBLIC_TAG, source))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SigningPublicKey:
+        """Load a ``.sigpub`` file."""
+        from pathlib import Path
+
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFileError(f"{p}: cannot read public signing key file: {exc}") from exc
+        return cls.from_text(text, str(p))
+
+    def __repr__(self) -> str:
+        return f"SigningPublicKey({self.key_id})"
+
+
+__all__ = ["KEY_BYTES", "KID_BYTES", "PublicKey", "SigningPublicKey", "format_key_id",
+           "format_signing_key_id", "key_id_bytes", "signing_key_id_bytes"]

@@ -23,7 +23,8 @@ import httpx
 
 from vaultkey._dev.devca import make_dev_tls
 from vaultkey._dev.etcdproc import EtcdProcess, free_port
-from vaultkey.crypto import SecretKey, write_keypair
+from vaultkey.crypto import SecretKey
+from vaultkey.signkey import write_keypair
 from vaultkey.keys import PublicKey
 
 GROUP = "bench"

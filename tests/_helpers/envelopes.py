@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from vaultkey.crypto import SecretKey, write_keypair
+from vaultkey.crypto import SecretKey
 from vaultkey.keys import PublicKey
 from vaultkey.policy.load import load_policy_dir
+from vaultkey.signkey import write_keypair
 
 
 def reader_keys(policy_dir: str | Path, path: str) -> list[PublicKey]:

@@ -23,7 +23,7 @@ import pytest
 from tests.e2e.conftest import POLICIES, wait_for
 from vaultkey._dev.etcdproc import free_port
 from vaultkey.client import AsyncClient, Client
-from vaultkey.crypto import write_keypair
+from vaultkey.signkey import write_keypair
 
 PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
               "all_proxy")

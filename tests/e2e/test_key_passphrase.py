@@ -59,7 +59,7 @@ def test_a_keyring_of_several_key_files_opens_each_value_with_its_own_key(proxy,
     """During a rotation a reader holds the old and the new key: VAULTKEY_KEY=a.key:b.key."""
     import os
 
-    from vaultkey.crypto import write_keypair
+    from vaultkey.signkey import write_keypair
 
     other, _pub = write_keypair(tmp_path / "other")  # a key no policy names
     alpha = proxy.key_path("alpha")

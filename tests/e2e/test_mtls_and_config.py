@@ -13,7 +13,7 @@ import vaultkey
 from tests._helpers.procs import popen, start_on_free_port, stop
 from tests.e2e.conftest import POLICIES
 from vaultkey.client import Client
-from vaultkey.crypto import write_keypair
+from vaultkey.signkey import write_keypair
 
 ADMIN_TOKEN = "qP7wE3rT9yU1iO5pA8sD2fG6hJ0kL4zX7cV3bN9m"
 

@@ -150,7 +150,7 @@ def test_weak_or_missing_admin_token_is_refused(tmp_path):
 
 
 def test_insecure_on_loopback_serves_plain_http(tmp_path, etcd_server):
-    from vaultkey.crypto import write_keypair
+    from vaultkey.signkey import write_keypair
 
     (tmp_path / "alpha.toml").write_text(POLICIES["alpha.toml"])
     write_keypair(tmp_path / "alpha")

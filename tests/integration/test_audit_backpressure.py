@@ -14,12 +14,12 @@ import threading
 import httpx
 
 from tests._helpers.wait import wait_until
-from vaultkey.crypto import write_keypair
 from vaultkey.proxy.app import create_app
 from vaultkey.proxy.audit import AuditWriter
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.state import ProxyState
 from vaultkey.proxy.store.etcd import EtcdSettings, connect
+from vaultkey.signkey import write_keypair
 
 POLICY = 'group = "g"\nrecipients = ["g.pub"]\n[[rules]]\nprefix = "/g/"\nallow = ["read"]\n'
 ADMIN = "kJ8vQ2xN5rT0wY7bL4mF1sD9gH6cP3aE_u-Zo2Q"

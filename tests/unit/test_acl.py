@@ -300,7 +300,7 @@ ERROR_CASES = [
      "has both 'prefix' and 'key'"),
     ("neither_prefix_nor_key", RULE_HEAD + 'allow = ["read"]\n', 4, "needs 'prefix' or 'key'"),
     ("no_allow_or_deny", RULE_HEAD + 'prefix = "/a/"\ncomment = "x"\n', 4,
-     "needs 'allow' or 'deny'"),
+     "needs 'allow', 'deny' or 'require_signature'"),
     ("empty_allow", RULE_HEAD + 'prefix = "/a/"\nallow = []\n', 6, "non-empty array"),
     ("cap_allowed_and_denied", RULE_HEAD + 'prefix = "/a/"\nallow = ["read", "list"]\n'
      'deny = ["list"]\n', 7, "list both allowed and denied"),

@@ -6,7 +6,8 @@ import pytest
 
 import vaultkey
 from vaultkey.client.trust import TrustStore
-from vaultkey.crypto import SecretKey, write_keypair
+from vaultkey.crypto import SecretKey
+from vaultkey.signkey import write_keypair
 
 
 def test_trust_store_directory_and_file(tmp_path):

@@ -9,9 +9,10 @@ import stat
 import pytest
 
 from vaultkey._cli import main
-from vaultkey.crypto import SecretKey, write_keypair
+from vaultkey.crypto import SecretKey
 from vaultkey.errors import KeyFileError
 from vaultkey.keys import PublicKey
+from vaultkey.signkey import write_keypair
 
 
 def test_keygen_writes_secret_with_mode_0600_and_public_file(tmp_path, capsys):

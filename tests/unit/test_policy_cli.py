@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from vaultkey._cli import main
-from vaultkey.crypto import write_keypair
+from vaultkey.signkey import write_keypair
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "policies"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vaultkey._cli import main
-from vaultkey.crypto import write_keypair
+from vaultkey.signkey import write_keypair
 
 
 def test_explain_checks_list_on_the_prefix(tmp_path, capsys):

@@ -8,9 +8,10 @@ import sys
 import pytest
 
 import vaultkey
-from vaultkey.crypto import SecretKey, write_keypair
+from vaultkey.crypto import SecretKey
 from vaultkey.proxy.state import load_escrow_keys
 from vaultkey.proxy.store.etcdconn import parse_endpoint
+from vaultkey.signkey import write_keypair
 
 ADMIN_TOKEN = "zR4tY7uI0oP3aS6dF9gH2jK5lZ8xC1vB4nM7q_w"
 

@@ -40,7 +40,7 @@ def _prepare(root: Path) -> dict[str, Any]:
     """Create (or reuse) keys, policy, trust store, CA and admin token under *root*."""
     from vaultkey._dev.devca import make_dev_tls
     from vaultkey._files import write_private
-    from vaultkey.crypto import write_keypair
+    from vaultkey.signkey import write_keypair
 
     state_file = root / "state.json"
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}

@@ -40,8 +40,8 @@ def _new_passphrase(what: str) -> bytes:
               "VAULTKEY_NEW_PASSPHRASE_FILE).")
 def keygen(name: str, force: bool, passphrase: bool) -> None:
     """Create an X25519 key pair: NAME.key (secret, mode 0600) and NAME.pub."""
-    from vaultkey.crypto import write_keypair
     from vaultkey.keys import PublicKey
+    from vaultkey.signkey import write_keypair
 
     secret = _new_passphrase(f"{name}.key") if passphrase else None
     key_path, pub_path = write_keypair(name, force=force, passphrase=secret)

@@ -62,8 +62,9 @@ class Capability(StrEnum):
 
 
 GROUP_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-TOP_FIELDS = ("group", "description", "recipients", "rules")
-RULE_FIELDS = ("prefix", "key", "allow", "deny", "comment")
+TOP_FIELDS = ("group", "description", "recipients", "signers", "rules")
+RULE_FIELDS = ("prefix", "key", "allow", "deny", "require_signature", "comment")
+GROUP_ENTRY = "group:"  # a require_signature entry naming a group's signers
 _CAP_NAMES = ", ".join(c.value for c in Capability)
 _CAP_VALUES = frozenset(c.value for c in Capability)
 _TOML_TYPES = {str: "string", int: "integer", float: "float", bool: "boolean", list: "array"}
@@ -80,6 +81,9 @@ class Rule:
     comment: str = ""
     source: str = "<policy>"
     line: int | None = None
+    # Values under this rule's path must be signed by one of these writers: "group:NAME"
+    # (that group's signers), a .sigpub file, or inline vksigpub1_ text (unresolved here).
+    require_signature: tuple[str, ...] = ()
     segs: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +131,8 @@ class Policy:
     group_line: int | None = None
     recipients_line: int | None = None
     recipient_lines: tuple[int | None, ...] = ()
+    signers: tuple[str, ...] = ()  # the group's writers' public signing keys (unresolved)
+    signers_line: int | None = None
 
     @property
     def may_read(self) -> bool:
@@ -211,6 +217,36 @@ def duplicate_group_errors(policies: Iterable[Policy]) -> list[PolicyError]:
     return errors
 
 
+@dataclass(frozen=True)
+class SignatureRule:
+    """Where writer signatures are required, and by whom (entries of every rule with
+    this exact pattern, across policy files)."""
+
+    path: str
+    is_prefix: bool
+    entries: tuple[str, ...]
+    rules: tuple[Rule, ...]
+
+    def describe(self) -> str:
+        where = ", ".join(r.where for r in self.rules)
+        return (f"{'prefix' if self.is_prefix else 'key'} {self.path} requires a signature "
+                f"by {', '.join(self.entries)} ({where})")
+
+
+def _signature_rules(policies: Iterable[Policy]) -> list[SignatureRule]:
+    """Every pattern with a signature requirement, most specific first."""
+    merged: dict[tuple[str, bool], list[Rule]] = {}
+    for policy in policies:
+        for rule in policy.rules:
+            if rule.require_signature:
+                merged.setdefault((rule.path, rule.is_prefix), []).append(rule)
+    found = [SignatureRule(path, is_prefix,
+                           tuple(dict.fromkeys(e for r in rules for e in r.require_signature)),
+                           tuple(rules))
+             for (path, is_prefix), rules in merged.items()]
+    return sorted(found, key=lambda r: (r.rules[0].specificity, r.path), reverse=True)
+
+
 class PolicySet:
     """All groups' policies, with per-(group, capability) rule lists precomputed."""
 
@@ -227,6 +263,9 @@ class PolicySet:
         self._tries: dict[tuple[str, str], RuleTrie[_Entry]] = {
             key: RuleTrie([(e[0].segs, e[0].is_prefix, e) for e in entries])
             for key, entries in self._table.items() if entries}
+        self.signature_rules = tuple(_signature_rules(items))
+        self._signature_trie = RuleTrie([(r.rules[0].segs, r.is_prefix, r)
+                                         for r in self.signature_rules])
 
     @property
     def groups(self) -> Mapping[str, Policy]:
@@ -288,10 +327,18 @@ class PolicySet:
         keys = [k for k, exact in found if exact and not any(k.startswith(q) for q in kept)]
         return sorted([(p, False) for p in kept] + [(k, True) for k in keys])
 
+    def signature_rule(self, path: str) -> SignatureRule | None:
+        """The most specific rule requiring writer signatures on the key *path*, if any.
+
+        Such a rule applies to every writer, whichever policy file states it: it is a
+        property of the path, like its readers.
+        """
+        return self._signature_trie.match(segments(path), False)
+
     def readers(self, path: str) -> list[str]:
         """Sorted names of the groups that may read the key *path*."""
         return sorted(g for g in self._groups if self.allowed(g, path, Capability.READ))
 
 
-__all__ = ["GROUP_NAME_RE", "RULE_FIELDS", "TOP_FIELDS", "Capability", "Decision", "Policy",
-           "PolicySet", "Rule", "duplicate_group_errors"]
+__all__ = ["GROUP_ENTRY", "GROUP_NAME_RE", "RULE_FIELDS", "TOP_FIELDS", "Capability",
+           "Decision", "Policy", "PolicySet", "Rule", "SignatureRule", "duplicate_group_errors"]

@@ -29,17 +29,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from vaultkey.errors import KeyFileError, PolicyError
-from vaultkey.keys import PUBLIC_TAG, SECRET_TAG, PublicKey
-from vaultkey.policy.engine import Policy, PolicySet, duplicate_group_errors
+from vaultkey.keys import (
+    PUBLIC_TAG,
+    SECRET_TAG,
+    SIGNING_PUBLIC_TAG,
+    SIGNING_SECRET_TAG,
+    PublicKey,
+    SigningPublicKey,
+)
+from vaultkey.policy.engine import GROUP_ENTRY, Policy, PolicySet, duplicate_group_errors
 from vaultkey.policy.parse import check_policy_text
+from vaultkey.signatures import Writers
 
 INLINE_KEY_PREFIX = PUBLIC_TAG + "_"
-_KEY_TEXT_PREFIXES = (INLINE_KEY_PREFIX, SECRET_TAG + "_")
+_KEY_TEXT_PREFIXES = (INLINE_KEY_PREFIX, SECRET_TAG + "_", SIGNING_PUBLIC_TAG + "_",
+                      SIGNING_SECRET_TAG + "_")
+NamedSigner = tuple[str, SigningPublicKey]
 
 
 class PolicyDirError(PolicyError):
@@ -59,10 +69,20 @@ class LoadedPolicies:
     directory: Path
     policy_set: PolicySet
     recipients: Mapping[str, tuple[PublicKey, ...]]
+    signers: Mapping[str, tuple[NamedSigner, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+    # Each signature rule's pattern -> the writers it accepts (resolved).
+    required: Mapping[tuple[str, bool], Writers] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def recipients_for(self, group: str) -> tuple[PublicKey, ...]:
         """The public keys of *group* (empty for an unknown group)."""
         return self.recipients.get(group, ())
+
+    def writers_for(self, path: str) -> Writers | None:
+        """The writers whose signature the key *path* requires; None: no requirement."""
+        rule = self.policy_set.signature_rule(path)
+        return None if rule is None else self.required[(rule.path, rule.is_prefix)]
 
 
 def _policy_files(root: Path) -> list[Path]:
@@ -140,41 +160,117 @@ def _resolve_recipients(root: Path, policy: Policy) -> tuple[tuple[PublicKey, ..
     return tuple(keys.values()), errors
 
 
-def _scan(directory: str | os.PathLike[str]) -> tuple[
-        list[Policy], dict[str, tuple[PublicKey, ...]], list[PolicyError]]:
+def _signer(root: Path, entry: str) -> NamedSigner:
+    """A public signing key from inline text (named by its key id) or a file (its stem)."""
+    if entry.startswith(_KEY_TEXT_PREFIXES):
+        key = SigningPublicKey.from_text(entry, "inline public signing key")
+        return key.key_id, key
+    return Path(entry).name.removesuffix(".sigpub"), SigningPublicKey.load(root / entry)
+
+
+def _resolve_signers(root: Path, policy: Policy) -> tuple[tuple[NamedSigner, ...],
+                                                          list[PolicyError]]:
+    found: list[NamedSigner] = []
+    errors: list[PolicyError] = []
+    for entry in policy.signers:
+        try:
+            found.append(_signer(root, entry))
+        except (KeyFileError, OSError) as exc:
+            reason = _strip_source(exc, root / entry)
+            errors.append(PolicyError(f"signer {_display(entry)}: {reason}",
+                                      source=policy.source, line=policy.signers_line))
+    return tuple(found), errors
+
+
+def _resolve_required(root: Path, policy_set: PolicySet,
+                      signers: Mapping[str, tuple[NamedSigner, ...]]) -> tuple[
+        dict[tuple[str, bool], Writers], list[PolicyError]]:
+    """Each signature rule's writers: its groups' signers and its listed keys."""
+    required: dict[tuple[str, bool], Writers] = {}
+    errors: list[PolicyError] = []
+    for sig_rule in policy_set.signature_rules:
+        named: list[NamedSigner] = []
+        for rule in sig_rule.rules:
+            for entry in rule.require_signature:
+                problem = None
+                if entry.startswith(GROUP_ENTRY):
+                    group = entry[len(GROUP_ENTRY):]
+                    if group not in signers:
+                        problem = f"require_signature: unknown group {group!r}"
+                    elif not signers[group]:
+                        problem = f"require_signature: group {group!r} lists no signers"
+                    named.extend(signers.get(group, ()))
+                else:
+                    try:
+                        named.append(_signer(root, entry))
+                    except (KeyFileError, OSError) as exc:
+                        problem = (f"require_signature {_display(entry)}: "
+                                   f"{_strip_source(exc, root / entry)}")
+                if problem is not None:
+                    errors.append(PolicyError(problem, source=rule.source, line=rule.line))
+        required[(sig_rule.path, sig_rule.is_prefix)] = Writers.of(named)
+    return required, errors
+
+
+@dataclass
+class _Scan:
+    policies: list[Policy]
+    recipients: dict[str, tuple[PublicKey, ...]]
+    signers: dict[str, tuple[NamedSigner, ...]]
+    problems: list[PolicyError]
+
+
+def _scan(directory: str | os.PathLike[str]) -> _Scan:
     root = Path(directory)
-    policies: list[Policy] = []
-    recipients: dict[str, tuple[PublicKey, ...]] = {}
-    problems: list[PolicyError] = []
+    found = _Scan([], {}, {}, [])
     for path in _policy_files(root):
         policy, errors = _read_policy(path)
-        problems.extend(errors)
+        found.problems.extend(errors)
         if policy is None:
             continue
         keys, errors = _resolve_recipients(root, policy)
-        problems.extend(errors)
-        policies.append(policy)
-        recipients.setdefault(policy.group, keys)
-    problems.extend(duplicate_group_errors(policies))
-    return policies, recipients, problems
+        found.problems.extend(errors)
+        signers, errors = _resolve_signers(root, policy)
+        found.problems.extend(errors)
+        found.policies.append(policy)
+        found.recipients.setdefault(policy.group, keys)
+        found.signers.setdefault(policy.group, signers)
+    found.problems.extend(duplicate_group_errors(found.policies))
+    return found
+
+
+def _required(root: Path, found: _Scan) -> tuple[PolicySet | None,
+                                                 dict[tuple[str, bool], Writers]]:
+    """The policy set and its resolved signature rules (problems go to *found*)."""
+    if duplicate_group_errors(found.policies):
+        return None, {}
+    policy_set = PolicySet(found.policies)
+    required, errors = _resolve_required(root, policy_set, found.signers)
+    found.problems.extend(errors)
+    return policy_set, required
 
 
 def check_policy_dir(directory: str | os.PathLike[str]) -> list[PolicyError]:
     """Every problem in the policy directory (empty list: all valid)."""
     try:
-        return _scan(directory)[2]
+        found = _scan(directory)
+        _required(Path(directory), found)
     except PolicyError as exc:
         return [exc]
+    return found.problems
 
 
 def load_policy_dir(directory: str | os.PathLike[str]) -> LoadedPolicies:
     """Load and validate a policy directory; raises PolicyError on any problem."""
-    policies, recipients, problems = _scan(directory)
+    found = _scan(directory)
+    policy_set, required = _required(Path(directory), found)
+    problems = found.problems
     if len(problems) == 1:
         raise problems[0]
-    if problems:
+    if problems or policy_set is None:
         raise PolicyDirError(str(directory), problems)
-    return LoadedPolicies(Path(directory), PolicySet(policies), MappingProxyType(recipients))
+    return LoadedPolicies(Path(directory), policy_set, MappingProxyType(found.recipients),
+                          MappingProxyType(found.signers), MappingProxyType(required))
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from vaultkey.policy.engine import (
     _CAP_NAMES,
     _CAP_VALUES,
     _TOML_TYPES,
+    GROUP_ENTRY,
     GROUP_NAME_RE,
     RULE_FIELDS,
     TOP_FIELDS,
@@ -109,7 +110,10 @@ class _Parser:
         group = self._group(data)
         description = data.get("description", "")
         self.is_str(description, "field 'description'", self.lines.top("description"))
-        recipients = self._recipients(data.get("recipients", []))
+        recipients = self._strings(data.get("recipients", []), "field 'recipients'",
+                                   self.lines.top("recipients"))
+        signers = self._strings(data.get("signers", []), "field 'signers'",
+                                self.lines.top("signers"))
         rules = self._rules(data.get("rules", []))
         if self.errors or group is None:
             return None
@@ -118,7 +122,8 @@ class _Parser:
             group=group, rules=rules, recipients=recipients, description=str(description),
             source=self.source, group_line=self.lines.top("group"),
             recipients_line=recipients_line,
-            recipient_lines=tuple(self.lines.entry(recipients_line, r) for r in recipients))
+            recipient_lines=tuple(self.lines.entry(recipients_line, r) for r in recipients),
+            signers=signers, signers_line=self.lines.top("signers"))
 
     def _group(self, data: dict[str, Any]) -> str | None:
         line = self.lines.top("group")
@@ -134,11 +139,10 @@ class _Parser:
             return None
         return value
 
-    def _recipients(self, value: object) -> tuple[str, ...]:
+    def _strings(self, value: object, what: str, line: int | None) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip()
                                                   for v in value):
-            self.fail("field 'recipients' must be an array of non-empty strings",
-                      self.lines.top("recipients"))
+            self.fail(f"{what} must be an array of non-empty strings", line)
             return ()
         return tuple(v.strip() for v in value)
 
@@ -159,8 +163,10 @@ class _Parser:
                           self.lines.rule(index, name))
         path = self._rule_path(index, data)
         allow, deny = self._caps(index, data, "allow"), self._caps(index, data, "deny")
-        if "allow" not in data and "deny" not in data:
-            self.fail(f"{label}: needs 'allow' or 'deny'", self.lines.rule(index))
+        signed = self._require_signature(index, data)
+        if "allow" not in data and "deny" not in data and "require_signature" not in data:
+            self.fail(f"{label}: needs 'allow', 'deny' or 'require_signature'",
+                      self.lines.rule(index))
         if "key" in data and Capability.LIST in allow | deny:
             self.fail(f"{label}: 'list' on a key rule never applies (list is checked on "
                       "prefixes); use prefix = ...", self.lines.rule(index, "key"))
@@ -172,7 +178,24 @@ class _Parser:
         if len(self.errors) > before or path is None:
             return None
         return Rule(path=path, is_prefix="prefix" in data, allow=allow, deny=deny,
-                    comment=str(comment), source=self.source, line=self.lines.rule(index))
+                    comment=str(comment), source=self.source, line=self.lines.rule(index),
+                    require_signature=signed)
+
+    def _require_signature(self, index: int, data: dict[str, Any]) -> tuple[str, ...]:
+        if "require_signature" not in data:
+            return ()
+        line = self.lines.rule(index, "require_signature")
+        label = f"rule #{index + 1}: 'require_signature'"
+        before = len(self.errors)
+        entries = self._strings(data["require_signature"], label, line)
+        if not entries and len(self.errors) == before:
+            self.fail(f"{label} must name at least one writer ('group:NAME', a .sigpub file "
+                      "or vksigpub1_ key text)", line)
+        for entry in entries:
+            if entry.startswith(GROUP_ENTRY) and not GROUP_NAME_RE.fullmatch(
+                    entry[len(GROUP_ENTRY):]):
+                self.fail(f"{label}: {entry!r} is not a valid group name", line)
+        return entries
 
     def _rule_path(self, index: int, data: dict[str, Any]) -> str | None:
         label = f"rule #{index + 1}"

@@ -15,7 +15,9 @@ whether or not the key exists. Pure: no I/O, no secret keys.
 Write-time checks (:func:`check_envelope`): a write is refused (422) unless
 the body is a well-formed v1 envelope bound to the request path, carrying a
 stanza for every key of every group that may read the path, and no stanza for
-a key outside those groups (escrow keys excepted).
+a key outside those groups (escrow keys excepted). Where a policy rule requires
+writer signatures, it must also be signed by one of that rule's writers, and the
+signature must verify (else :class:`~vaultkey.errors.SignatureRequired`, 422).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vaultkey.envelope import Envelope
-from vaultkey.errors import MalformedEnvelope, PermissionDenied
+from vaultkey.errors import MalformedEnvelope, PermissionDenied, SignatureRequired
 from vaultkey.keys import PublicKey, format_key_id
 from vaultkey.policy.engine import Capability
 from vaultkey.policy.load import LoadedPolicies
 from vaultkey.proxy.audit import AuditRecord
+from vaultkey.signatures import Writers
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Recipients:
     path: str
     groups: tuple[tuple[str, tuple[PublicKey, ...]], ...]  # (reader group, its keys)
     escrow: tuple[PublicKey, ...]
+    writers: Writers | None = None  # whose signature the path requires (None: none)
 
     @property
     def allowed_kids(self) -> set[bytes]:
@@ -99,15 +103,12 @@ class Authz:
         """The reader groups of *path* with their keys, and the escrow keys."""
         groups = tuple((g, self.policies.recipients_for(g))
                        for g in self.policies.policy_set.readers(path))
-        return Recipients(path, groups, self.escrow)
+        return Recipients(path, groups, self.escrow, self.policies.writers_for(path))
 
 
 def check_envelope(body: bytes, recipients: Recipients) -> Envelope:
     """Parse *body* and check it against the recipients of its path (from authz)."""
     env = Envelope.parse(body)
-    if env.signature is not None:
-        # Why: nothing verifies writer signatures yet; storing one would suggest it had been.
-        raise MalformedEnvelope("signed envelopes are not supported yet by this proxy")
     if env.path != recipients.path:
         raise MalformedEnvelope(
             f"envelope is bound to {env.path!r}, not to the request path {recipients.path!r}"
@@ -125,6 +126,9 @@ def check_envelope(body: bytes, recipients: Recipients) -> Envelope:
         raise MalformedEnvelope(
             "envelope has stanzas for keys of no reader group: " + ", ".join(foreign)
         )
+    if recipients.writers is not None and (problem := recipients.writers.problem(env)):
+        raise SignatureRequired(f"{problem}; writers accepted here: "
+                                + ", ".join(recipients.writers.names()))
     return env
 
 
