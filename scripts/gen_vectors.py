@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Regenerate the test vectors in tests/vectors/ deterministically.
 
-* ``envelope_v1.json``: known-answer vectors that decrypt;
+* ``envelope_v1.json``: known-answer vectors that decrypt (some signed by a writer);
 * ``envelope_v1_negative.json``: one or more envelopes per parser rule and per
-  decryption check of docs/FORMAT.md, each with the error it must raise;
+  decryption check of docs/FORMAT.md (signature checks included), each with the
+  error it must raise;
 * ``key_text_v1_negative.json``: key texts breaking each key-text rule, plus
-  accepted spellings (whitespace handling).
+  accepted spellings (whitespace handling), for encryption and signing keys.
 
 Every input is derived from a fixed label with SHA-256 (docs/FORMAT.md section 8
 lists the labels), so the output never changes. Each negative case's error is
@@ -30,8 +31,10 @@ import nacl.bindings as sodium
 
 from vaultkey.crypto import SecretKey, _derive, _encrypt_from_parts, decrypt
 from vaultkey.envelope import Envelope
-from vaultkey.errors import DecryptionError, KeyFileError
-from vaultkey.keys import PublicKey
+from vaultkey.errors import DecryptionError, KeyFileError, SignatureError
+from vaultkey.keys import PublicKey, SigningPublicKey
+from vaultkey.signatures import Writers
+from vaultkey.signkey import SigningKey
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 OUT = VECTORS / "envelope_v1.json"
@@ -48,7 +51,23 @@ def _keys() -> dict[str, SecretKey]:
     return {n: SecretKey(_bytes(f"secret key {n}")) for n in ("alice", "bob", "carol", "mallory")}
 
 
-CASES = [
+@functools.cache
+def _signing_keys() -> dict[str, SigningKey]:
+    """Writers' Ed25519 keys (the seed is the label's bytes); mallory's is trusted nowhere."""
+    return {n: SigningKey(_bytes(f"signing key {n}")) for n in ("release", "ops", "mallory")}
+
+
+def _writers(names: list[str] | None) -> Writers | None:
+    """A reader's trust store for one path: None means no signature is required."""
+    if names is None:
+        return None
+    return Writers.of([(n, _signing_keys()[n].public) for n in names])
+
+
+# 2026-01-01T00:00:00Z in microseconds: a path's first value takes the writer's clock.
+_FIRST_COUNTER = 1_767_225_600_000_000
+
+CASES: list[dict[str, Any]] = [
     {"name": "one recipient, short text", "path": "/app/db/password",
      "plaintext": b"correct horse battery staple", "recipients": ["alice"], "counter": 0},
     {"name": "one recipient, empty value", "path": "/app/empty",
@@ -57,39 +76,67 @@ CASES = [
      "plaintext": b"[db]\nhost = \"db.internal\"\n", "recipients": ["alice", "bob"], "counter": 7},
     {"name": "three recipients, binary value, non-ASCII path", "path": "/équipe/clé",
      "plaintext": bytes(range(256)), "recipients": ["alice", "bob", "carol"], "counter": 2**40},
+    {"name": "one recipient, signed by release", "path": "/app/release/token",
+     "plaintext": b"signed by the release writer", "recipients": ["alice"],
+     "counter": _FIRST_COUNTER, "signer": "release"},
+    {"name": "two recipients, signed by ops", "path": "/ops/deploy/key",
+     "plaintext": b"deploy-key: 0123456789abcdef\n", "recipients": ["alice", "bob"],
+     "counter": _FIRST_COUNTER + 1, "signer": "ops"},
 ]
 
 
 def build() -> dict[str, object]:
-    keys = _keys()
+    keys, signing = _keys(), _signing_keys()
     vectors = []
     for case in CASES:
-        recips = [keys[n] for n in case["recipients"]]  # type: ignore[union-attr]
+        recips = [keys[n] for n in case["recipients"]]
+        signer = case.get("signer")
         blob = _encrypt_from_parts(
-            case["plaintext"],  # type: ignore[arg-type]
-            case["path"],  # type: ignore[arg-type]
+            case["plaintext"],
+            case["path"],
             [k.public for k in recips],
             data_key=_bytes(f"data key {case['name']}"),
             nonce=_bytes(f"nonce {case['name']}", 24),
             ephemeral_secrets=[_bytes(f"ephemeral {case['name']} {i}") for i in range(len(recips))],
-            counter=case["counter"],  # type: ignore[arg-type]
+            counter=case["counter"],
+            signer=None if signer is None else signing[signer],
         )
-        vectors.append({
+        vector = {
             "name": case["name"],
             "path": case["path"],
             "counter": case["counter"],
             "recipients": case["recipients"],
-            "plaintext_hex": case["plaintext"].hex(),  # type: ignore[union-attr]
+            "plaintext_hex": case["plaintext"].hex(),
             "envelope_hex": blob.hex(),
-        })
+        }
+        if signer is not None:
+            _check_signed(blob, case, signer)
+            vector |= {"signer": signer, "signer_public": signing[signer].public.to_text(),
+                       "signer_key_id": signing[signer].key_id, "writers": [signer]}
+        vectors.append(vector)
     return {
         "format": "vaultkey envelope v1",
         "generator": "scripts/gen_vectors.py",
         "keys": {n: {"secret": k.to_text(), "public": k.public.to_text(), "key_id": k.key_id}
                  for n, k in keys.items()},
         "non_recipient": "mallory",
+        "signing_keys": {n: {"secret": k.to_text(), "public": k.public.to_text(),
+                             "key_id": k.key_id} for n, k in signing.items()},
+        "untrusted_signer": "mallory",
         "vectors": vectors,
     }
+
+
+def _check_signed(blob: bytes, case: dict[str, Any], signer: str) -> None:
+    """A signed vector opens for a reader trusting its signer, and only for one."""
+    for name in case["recipients"]:
+        reader = _keys()[name]
+        assert decrypt(blob, case["path"], reader, writers=_writers([signer])) == case["plaintext"]
+        try:
+            decrypt(blob, case["path"], reader, writers=_writers(["mallory"]))
+        except SignatureError:
+            continue
+        raise AssertionError(f"{case['name']}: opened for a reader trusting only mallory")
 
 
 # --- negative envelopes -------------------------------------------------------------------
@@ -244,14 +291,78 @@ NEGATIVE += [(f"path asked for {label}", "requested_path", _env, path, "alice", 
              for label, path in _ASKED_PATHS]
 
 
-def _expected_error(blob: bytes, path: str, reader: str, match: str) -> str:
-    """The reference implementation's message; fails loudly if it does not match."""
+# --- signatures (docs/FORMAT.md section 6, steps 4 and 5) ------------------------------------
+# The base value sealed with flags bit 0 set, then signed by a writer (section 5, step 8):
+# the signature covers every byte before the signature block.
+
+_SIG_BLOCK = 16 + 64  # signer_kid, Ed25519 signature
+
+
+def _signed(blob: bytes, signer: str = "release") -> bytes:
+    """*blob* (sealed with flags bit 0 set) with *signer*'s signature block appended."""
+    key = _signing_keys()[signer]
+    return blob + key.public.kid + key.sign(blob)
+
+
+def _signed_env(path: str = BASE_PATH, signer: str = "release") -> bytes:
+    return _signed(_env(path, flags=0x01), signer)
+
+
+def _kid_replaced(blob: bytes, signer: str) -> bytes:
+    """*blob* with its signer_kid replaced by *signer*'s (the signature left as it is)."""
+    return blob[:-_SIG_BLOCK] + _signing_keys()[signer].public.kid + blob[-64:]
+
+
+# (name, check, make envelope, reader, trusted writers, stable part of the message); the
+# path asked for is BASE_PATH. The reader requires a signature by one of the writers.
+SignedCase = tuple[str, str, Callable[[], bytes], str, list[str], str]
+_NOT_SIGNED = "not signed, but this path requires a writer signature"
+_UNTRUSTED = "which is not a trusted writer for this path"
+_FORGED = "the writer signature does not verify"
+SIGNED_NEGATIVE: list[SignedCase] = [
+    ("unsigned, signature required", "signer", _env, "alice", ["release"], _NOT_SIGNED),
+    ("unsigned, signature required, read by a non-recipient", "signer", _env, "mallory",
+     ["release"], _NOT_SIGNED),
+    ("signed by an untrusted writer (mallory)", "signer",
+     lambda: _signed_env(signer="mallory"), "alice", ["release"], _UNTRUSTED),
+    ("signed by release, only ops trusted", "signer", _signed_env, "alice", ["ops"], _UNTRUSTED),
+    ("signature bit flipped (R)", "signature", lambda: _flip(_signed_env(), -64), "alice",
+     ["release"], _FORGED),
+    ("signature bit flipped (S)", "signature", lambda: _flip(_signed_env(), -32), "alice",
+     ["release"], _FORGED),
+    ("signature block of another path's signed envelope", "signature",
+     lambda: _signed_env()[:-_SIG_BLOCK] + _signed_env("/neg/other")[-_SIG_BLOCK:], "alice",
+     ["release"], _FORGED),
+    ("signed by mallory, signer_kid rewritten to release's", "signature",
+     lambda: _kid_replaced(_signed_env(signer="mallory"), "release"), "alice", ["release"],
+     _FORGED),
+    ("ciphertext bit flipped after signing", "signature", lambda: _flip(_signed_env(), _H + 4),
+     "alice", ["release"], _FORGED),
+    ("counter changed after signing", "signature", lambda: _flip(_signed_env(), 8 + _P + 7),
+     "alice", ["release"], _FORGED),
+    ("signed, last signature byte missing", "length", lambda: _signed_env()[:-1], "alice",
+     ["release"], "truncated"),
+    ("signed, signer_kid only", "length", lambda: _signed_env()[:-64], "alice", ["release"],
+     "truncated"),
+    ("signed, signer_kid cut short", "length", lambda: _signed_env()[:-70], "alice",
+     ["release"], "truncated"),
+    ("signed by release, read by a non-recipient", "stanza", _signed_env, "mallory",
+     ["release"], "no stanza for key vk1_"),
+]
+SIGNATURE_CHECKS = frozenset({"signer", "signature"})
+
+
+def _expected_error(blob: bytes, path: str, reader: str, match: str, check: str,
+                    writers: list[str] | None = None) -> tuple[str, str]:
+    """The reference implementation's error class and message; fails loudly if either is
+    not the expected one (SignatureError for the signature checks, else DecryptionError)."""
+    expected = SignatureError if check in SIGNATURE_CHECKS else DecryptionError
     try:
-        decrypt(blob, path, _keys()[reader])
+        decrypt(blob, path, _keys()[reader], writers=_writers(writers))
     except DecryptionError as exc:
-        if type(exc) is not DecryptionError or match not in exc.message:
+        if type(exc) is not expected or match not in exc.message:
             raise AssertionError(f"unexpected {type(exc).__name__}: {exc.message}") from None
-        return exc.message
+        return expected.__name__, exc.message
     raise AssertionError(f"decrypted although it must fail ({path!r})")
 
 
@@ -260,18 +371,34 @@ def build_negative() -> dict[str, object]:
     # Why: proves the hand-written header above is byte-for-byte the reference writer's.
     assert _env() == reference, "negative base differs from the reference envelope"
     assert decrypt(reference, BASE_PATH, _keys()["alice"]) == BASE_PLAINTEXT
+    # Why: and the hand-made signature block is the reference writer's too.
+    signed = _encrypt_from_parts(
+        BASE_PLAINTEXT, BASE_PATH, [_keys()["alice"].public], data_key=_bytes("negative data key"),
+        nonce=_bytes("negative nonce", 24), ephemeral_secrets=[_bytes("negative ephemeral alice")],
+        signer=_signing_keys()["release"],
+    )
+    assert _signed_env() == signed, "signed negative base differs from the reference envelope"
+    assert decrypt(signed, BASE_PATH, _keys()["alice"], writers=_writers(["release"])) == (
+        BASE_PLAINTEXT)
+    cases = [(n, c, make, path, reader, None, m) for n, c, make, path, reader, m in NEGATIVE]
+    cases += [(n, c, make, BASE_PATH, reader, writers, m)
+              for n, c, make, reader, writers, m in SIGNED_NEGATIVE]
     vectors = []
-    for name, check, make, path, reader, match in NEGATIVE:
+    for name, check, make, path, reader, writers, match in cases:
         blob = make()
-        vectors.append({"name": name, "check": check, "envelope_hex": blob.hex(), "path": path,
-                        "key": reader, "error": "DecryptionError", "match": match,
-                        "message": _expected_error(blob, path, reader, match)})
+        error, message = _expected_error(blob, path, reader, match, check, writers)
+        vector: dict[str, object] = {"name": name, "check": check, "envelope_hex": blob.hex(),
+                                     "path": path, "key": reader}
+        if writers is not None:
+            vector["writers"] = writers
+        vectors.append(vector | {"error": error, "match": match, "message": message})
     return {
         "format": "vaultkey envelope v1, negative vectors",
         "generator": "scripts/gen_vectors.py",
         "keys": "tests/vectors/envelope_v1.json",
         "base": {"path": BASE_PATH, "plaintext_hex": BASE_PLAINTEXT.hex(), "key": "alice",
-                 "counter": 0, "stanza_hex": stanza.hex(), "envelope_hex": reference.hex()},
+                 "counter": 0, "stanza_hex": stanza.hex(), "envelope_hex": reference.hex(),
+                 "signed_by": "release", "signed_envelope_hex": signed.hex()},
         "vectors": vectors,
     }
 
@@ -282,7 +409,15 @@ def _put(text: str, ch: str, at: int = 19) -> str:
     return text[:at] + ch + text[at + 1 :]
 
 
-# Built from alice's key texts: (name, check, kind, make(pub, sec), stable part of message)
+@functools.cache
+def _release() -> tuple[str, str]:
+    """Writer release's public and secret signing key texts."""
+    key = _signing_keys()["release"]
+    return key.public.to_text(), key.to_text()
+
+
+# Built from alice's key texts, or release's signing key texts (kinds "public signing" and
+# "secret signing"): (name, check, kind, make(pub, sec), stable part of message)
 KeyCase = tuple[str, str, str, Callable[[str, str], str], str]
 _NOT_B64 = "not a base64url character"
 KEY_REFUSED: list[KeyCase] = [
@@ -305,6 +440,19 @@ KEY_REFUSED: list[KeyCase] = [
      "this is a secret key, but a public key is needed"),
     ("public key where a secret key is needed", "key_type", "secret", lambda p, s: p,
      "this is a public key, but a secret key is needed"),
+    ("public signing key where a public key is needed", "key_type", "public",
+     lambda p, s: _release()[0], "this is a public signing key, but a public key is needed"),
+    ("public key where a public signing key is needed", "key_type", "public signing",
+     lambda p, s: p, "this is a public key, but a public signing key is needed"),
+    ("secret signing key where a secret key is needed", "key_type", "secret",
+     lambda p, s: _release()[1], "this is a secret signing key, but a secret key is needed"),
+    ("secret key where a secret signing key is needed", "key_type", "secret signing",
+     lambda p, s: s, "this is a secret key, but a secret signing key is needed"),
+    ("public signing key where a secret signing key is needed", "key_type", "secret signing",
+     lambda p, s: _release()[0],
+     "this is a public signing key, but a secret signing key is needed"),
+    ("unknown tag vksigpub2", "key_tag", "public signing", lambda p, s: "vksigpub2_" + p[7:],
+     "not a vaultkey key (expected text starting with 'vksigpub1_')"),
     ("'=' appended", "key_padding", "public", lambda p, s: p + "=", "padding is not allowed"),
     ("'==' appended", "key_padding", "public", lambda p, s: p + "==", "padding is not allowed"),
     ("'=' instead of the last character", "key_padding", "public", lambda p, s: p[:-1] + "=",
@@ -332,8 +480,15 @@ KEY_REFUSED: list[KeyCase] = [
      lambda p, s: p[:-1] + ("A" if p[-1] != "A" else "B"), "checksum mismatch"),
     ("public body under the secret tag", "key_checksum", "secret", lambda p, s: "vksec1_" + p[7:],
      "checksum mismatch"),
+    ("public key body under the public signing tag", "key_checksum", "public signing",
+     lambda p, s: "vksigpub1_" + p[7:], "checksum mismatch"),
+    ("signing key with '/'", "key_alphabet", "secret signing",
+     lambda p, s: _put(_release()[1], "/", 22), _NOT_B64),
+    ("signing key one character short", "key_length", "public signing",
+     lambda p, s: _release()[0][:-1], "wrong length"),
 ]
-# (name, kind, make(pub, sec)): spellings a reader must accept as alice's key.
+# (name, kind, make(pub, sec)): spellings a reader must accept as alice's key (release's for
+# the signing kinds).
 KEY_ACCEPTED: list[tuple[str, str, Callable[[str, str], str]]] = [
     ("public key alone", "public", lambda p, s: p),
     ("secret key alone", "secret", lambda p, s: s),
@@ -341,11 +496,22 @@ KEY_ACCEPTED: list[tuple[str, str, Callable[[str, str], str]]] = [
     ("spaces and tabs around the key", "public", lambda p, s: f" \t{p}\t \n"),
     ("CRLF line ends", "public", lambda p, s: f"# comment\r\n{p}\r\n"),
     ("indented comment", "public", lambda p, s: f"   # comment\n{p}"),
+    ("public signing key alone", "public signing", lambda p, s: _release()[0]),
+    ("secret signing key file with comments and CRLF", "secret signing",
+     lambda p, s: f"# vaultkey secret signing key\r\n{_release()[1]}\r\n"),
 ]
+_KINDS: dict[str, type[PublicKey | SecretKey | SigningPublicKey | SigningKey]] = {
+    "public": PublicKey, "secret": SecretKey, "public signing": SigningPublicKey,
+    "secret signing": SigningKey}
 
 
-def _load(kind: str, text: str) -> PublicKey | SecretKey:
-    return PublicKey.from_text(text) if kind == "public" else SecretKey.from_text(text)
+def _load(kind: str, text: str) -> PublicKey | SecretKey | SigningPublicKey | SigningKey:
+    return _KINDS[kind].from_text(text)
+
+
+def _owner_key_id(kind: str) -> str:
+    """The key id an accepted spelling of *kind* must give."""
+    return _signing_keys()["release"].key_id if "signing" in kind else _keys()["alice"].key_id
 
 
 def _key_error(kind: str, text: str, match: str) -> str:
@@ -364,13 +530,13 @@ def build_key_text() -> dict[str, object]:
     refused = [(n, c, k, make(pub, sec), m) for n, c, k, make, m in KEY_REFUSED]
     accepted = [(n, k, make(pub, sec)) for n, k, make in KEY_ACCEPTED]
     for _, kind, text in accepted:
-        assert _load(kind, text).key_id == alice.key_id, text
+        assert _load(kind, text).key_id == _owner_key_id(kind), text
     return {
         "format": "vaultkey key text v1, negative and edge cases",
         "generator": "scripts/gen_vectors.py",
         "refused": [{"name": n, "check": c, "kind": k, "text": t, "error": "KeyFileError",
                      "match": m, "message": _key_error(k, t, m)} for n, c, k, t, m in refused],
-        "accepted": [{"name": n, "kind": k, "text": t, "key_id": alice.key_id}
+        "accepted": [{"name": n, "kind": k, "text": t, "key_id": _owner_key_id(k)}
                      for n, k, t in accepted],
     }
 

@@ -6,6 +6,8 @@ run that silently skipped the integration tests would prove nothing.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,10 @@ from tests._helpers.procs import start_etcd
 from vaultkey._dev.etcdproc import EtcdProcess, find_etcd
 from vaultkey.errors import UsageError
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
+
+# The CLI keeps rollback marks under $XDG_STATE_HOME: tests (and the CLI processes they
+# start, which inherit this) never read or write the real user's.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="vaultkey-test-state-")
 
 
 @pytest.fixture(scope="session")

@@ -194,12 +194,14 @@ def test_reads_ask_for_at_least_the_highest_revision_the_client_has_seen():
 
     key = SecretKey.generate()
     sent: list[tuple[str, str | None]] = []
+    stored = [encrypt(b"v", "/a/k", [key.public])]
 
     def handler(request: httpx.Request) -> httpx.Response:
         sent.append((request.method, request.headers.get("x-vaultkey-min-revision")))
         if request.method == "PUT":
+            stored.append(request.content)
             return httpx.Response(200, json={"path": "/a/k", "revision": 41})
-        envelope = base64.b64encode(encrypt(b"v", "/a/k", [key.public])).decode()
+        envelope = base64.b64encode(stored[-1]).decode()
         return httpx.Response(200, json={"path": "/a/k", "envelope": envelope, "revision": 40,
                                          "create_revision": 7, "version": 3})
 

@@ -47,10 +47,22 @@ class GlobalOptions:
 
         return resolve(self.flags, profile=self.profile, config_path=self.config)
 
+    def client_settings(self) -> ClientSettings:
+        """:meth:`settings` with the CLI's default rollback marks file (the SDK's default is
+        memory only): a CLI reader remembers the counters it saw, run after run."""
+        import dataclasses
+
+        settings = self.settings()
+        if settings.marks is None:
+            from vaultkey.client.marks import default_marks_file
+
+            settings = dataclasses.replace(settings, marks=default_marks_file())
+        return settings
+
     def client(self) -> CliClient:
         from vaultkey._cli._client import CliClient
 
-        return CliClient(settings=self.settings())
+        return CliClient(settings=self.client_settings())
 
 
 def echo_err(text: str) -> None:
@@ -131,7 +143,11 @@ def item_json(item: Item) -> dict[str, Any]:
     return {"path": item.path, "value": text,
             "value_base64": base64.b64encode(item.value).decode("ascii"),
             "revision": item.revision, "create_revision": item.create_revision,
-            "version": item.version, "recipients": list(item.recipients)}
+            "version": item.version, "recipients": list(item.recipients),
+            "counter": item.counter,
+            "signer": None if item.signer is None else {
+                "key_id": item.signer.key_id, "name": item.signer.name,
+                "verified": item.signer.verified}}
 
 
 def get(opts: GlobalOptions, path: str, output: str) -> None:

@@ -166,7 +166,7 @@ def watch_cmd(opts: GlobalOptions, prefix: str, values: bool, since: int | None,
 
     _exit_on_sigterm()
     argv = _command(exec_cmd) if exec_cmd is not None else None
-    client = Client(settings=opts.settings())
+    client = Client(settings=opts.client_settings())
     changes = client.watch(prefix, since, decrypt=values and argv is None)
     if argv is None:
         with client, changes:

@@ -123,10 +123,16 @@ class Client(_Base):
 
     def _run(self, op: Op[T]) -> T:
         from vaultkey.client._core import advance
+        from vaultkey.errors import VaultkeyError
 
         done, step = advance(op, None)
         while not done:
-            done, step = advance(op, self._wire.send(step))
+            answer: Any
+            try:
+                answer = self._wire.send(step)
+            except VaultkeyError as exc:
+                answer = exc
+            done, step = advance(op, answer)
         result: T = step
         return result
 
@@ -211,10 +217,16 @@ class AsyncClient(_Base):
 
     async def _run(self, op: Op[T]) -> T:
         from vaultkey.client._core import advance
+        from vaultkey.errors import VaultkeyError
 
         done, step = advance(op, None)
         while not done:
-            done, step = advance(op, await self._wire.send(step))
+            answer: Any
+            try:
+                answer = await self._wire.send(step)
+            except VaultkeyError as exc:
+                answer = exc
+            done, step = advance(op, answer)
         result: T = step
         return result
 

@@ -21,29 +21,51 @@ from urllib.parse import quote
 
 from vaultkey.client._transport import Request, Response
 from vaultkey.client.item import Item
-from vaultkey.errors import InvalidPath, ProtocolError, UsageError
+from vaultkey.client.marks import MARKS_OFF, Marks
+from vaultkey.errors import Conflict, InvalidPath, ProtocolError, UsageError, VaultkeyError
 from vaultkey.keys import PublicKey
 from vaultkey.paths import validate_key, validate_prefix
 
 if TYPE_CHECKING:
+    from vaultkey.client.item import Signer
     from vaultkey.client.settings import ClientSettings
     from vaultkey.client.trust import TrustStore
     from vaultkey.crypto import SecretKey
+    from vaultkey.envelope import Envelope
+    from vaultkey.signatures import Writers
+    from vaultkey.signkey import SigningKey
 
 T = TypeVar("T")
 Op = Generator[Request, Response, T]
 # A secret key, a key file (or several, joined with os.pathsep), or a list of them.
 KeySource = Any
+_CAS_ATTEMPTS = 5  # a write's own compare-and-swap, lost to a concurrent writer, is retried
+_UNKNOWN = object()  # the recipients answer has no "current": the caller may not read
 
 
-def advance(op: Op[T], response: Response | None) -> tuple[bool, Any]:
+def clock_counter() -> int:
+    """A path's first counter: microseconds since the Unix epoch (docs/FORMAT.md section 7),
+    so a path deleted and written again continues above its old counters."""
+    import time
+
+    return time.time_ns() // 1000
+
+
+def advance(op: Op[T], response: Response | VaultkeyError | None) -> tuple[bool, Any]:
     """Feed *response* to *op* (None starts it): ``(False, next request)`` or ``(True, result)``.
 
-    A malformed answer surfaces inside an operation as KeyError/TypeError/ValueError
-    (vaultkey's own errors are none of those); it is reported as one ProtocolError.
+    An error answer is thrown into the operation, which may handle it (a lost
+    compare-and-swap of its own is retried) or let it propagate. A malformed answer
+    surfaces inside an operation as KeyError/TypeError/ValueError (vaultkey's own
+    errors are none of those); it is reported as one ProtocolError.
     """
     try:
-        request = next(op) if response is None else op.send(response)
+        if response is None:
+            request = next(op)
+        elif isinstance(response, VaultkeyError):
+            request = op.throw(response)
+        else:
+            request = op.send(response)
     except StopIteration as done:
         return True, done.value
     except (KeyError, TypeError, ValueError) as exc:
@@ -87,9 +109,13 @@ class Operations:
                  key: KeySource | None = None,
                  trust: TrustStore | str | os.PathLike[str] | None = None) -> None:
         self._key_source: Any = key if key is not None else settings.key
+        self._settings_signing: Any = settings.signing_key
         self._trust_source: Any = trust if trust is not None else settings.trust
         self._keys: list[SecretKey] | None = None
         self._trust: TrustStore | None = None
+        self._signing: SigningKey | None = None
+        marks = settings.marks
+        self.marks = Marks(None if marks in (None, "", MARKS_OFF) else marks, settings.addr)
         # The highest revision this client wrote or read: its reads ask the proxy to reflect
         # at least that much (read your writes and monotonic reads on any replica).
         self.seen_revision = 0
@@ -148,8 +174,23 @@ class Operations:
             self._trust = src if isinstance(src, TrustStore) else TrustStore.load(src)
         return self._trust
 
+    def signing_key(self) -> SigningKey | None:
+        """The writer signing key (``signing_key`` setting), if one is configured."""
+        if self._signing is None and self._settings_signing:
+            from vaultkey.signkey import SigningKey
+
+            src = self._settings_signing
+            self._signing = src if isinstance(src, SigningKey) else SigningKey.load(
+                os.path.expanduser(os.fspath(src)))
+        return self._signing
+
+    def _trust_or_none(self) -> TrustStore | None:
+        return None if self._trust_source is None else self.trust_store()
+
     def _decrypt(self, key: str, entry: dict[str, Any]) -> Item:
-        """Open the envelope in *entry*, read from *key* (a validated key path)."""
+        """Open the envelope in *entry*, read from *key* (a validated key path): the
+        signature your trust store requires there, then the value, then its counter
+        against your rollback mark."""
         from vaultkey.crypto import _open_validated, parse_for_decryption
         from vaultkey.errors import DecryptionError
         from vaultkey.keys import format_key_id
@@ -160,12 +201,16 @@ class Operations:
             raise DecryptionError(f"{key}: the proxy returned no valid envelope") from None
         try:
             env = parse_for_decryption(blob)
-            value = _open_validated(env, key.encode("utf-8"), self.key_for(env))
+            trust = self._trust_or_none()
+            writers = None if trust is None else trust.writers_for(key)
+            value = _open_validated(env, key.encode("utf-8"), self.key_for(env), writers)
+            signer = _signer(env, trust, writers)
+            self.marks.check(key, env.counter)
         except DecryptionError as exc:  # name the key: get_many decrypts many
-            raise DecryptionError(f"{key}: {exc.message}", hint=exc.hint) from None
+            raise type(exc)(f"{key}: {exc.message}", hint=exc.hint) from None
         kids = tuple(format_key_id(k) for k in env.recipient_kids)
         return Item(key, value, int(entry["revision"]), int(entry["create_revision"]),
-                    int(entry["version"]), kids)
+                    int(entry["version"]), kids, env.counter, signer)
 
     def _recipients_from(self, body: Any) -> list[PublicKey]:
         try:
@@ -194,7 +239,8 @@ class Operations:
                              headers=self._read_headers())
         self._saw(resp.body.get("revision") or 0)
         entries = [(_listed(e["path"], pfx), e) for e in resp.body["entries"]]
-        return {key: self._decrypt(key, e).value for key, e in entries}
+        with self.marks.batch():
+            return {key: self._decrypt(key, e).value for key, e in entries}
 
     def op_list(self, prefix: str) -> Op[list[str]]:
         pfx = validate_prefix(prefix)
@@ -213,25 +259,59 @@ class Operations:
     def op_set(self, path: str, value: bytes, recipients: Sequence[PublicKey] | None,
                if_revision: int | None, create_only: bool,
                params: dict[str, str] | None = None) -> Op[dict[str, Any]]:
-        """Encrypt and write; the answer's body (``revision``, and ``lease`` / ``ttl`` when
-        *params* asks for a lease, see :func:`lease_params`)."""
+        """Encrypt, sign (with a signing key) and write; the answer's body (``revision``,
+        and ``lease`` / ``ttl`` when *params* asks for a lease, see :func:`lease_params`).
+
+        The counter is the current value's plus one (never below this client's mark),
+        written with compare-and-swap on the revision the proxy named; a swap lost to a
+        concurrent writer is retried with fresh numbers, unless the caller gave its own
+        condition (*if_revision*, *create_only*), whose loss is the caller's answer.
+        """
         from vaultkey.crypto import _encrypt_validated
 
         key = validate_key(path)
         if not isinstance(value, bytes | bytearray | memoryview):
             raise UsageError("value must be bytes (encode text first)")
-        if recipients is None:
-            recipients = yield from self._recipients(key)
-        headers = {"Content-Type": "application/octet-stream"}
-        if if_revision is not None:
-            headers["If-Match"] = str(int(if_revision))
-        if create_only:
-            headers["If-None-Match"] = "*"
-        blob = _encrypt_validated(bytes(value), key, list(recipients))
-        resp = yield Request("PUT", _url("/v1/kv", key), params=params, headers=headers,
-                             content=blob)
-        self._saw(resp.body["revision"])  # a malformed answer fails here: ProtocolError
-        return dict(resp.body)
+        signer = self.signing_key()
+        own = if_revision is not None or create_only
+        for attempt in range(1, _CAS_ATTEMPTS + 1):
+            keys, current = recipients, _UNKNOWN
+            if keys is None:
+                answer = (yield Request("GET", _url("/v1/recipients", key))).body
+                keys = self._recipients_from(answer)
+                _check_signer(key, answer.get("signature"), signer)
+                current = answer.get("current", _UNKNOWN)
+            counter, condition = self._next_write(key, current)
+            headers = {"Content-Type": "application/octet-stream"}
+            if own:
+                condition = {} if if_revision is None else {"If-Match": str(int(if_revision))}
+                if create_only:
+                    condition["If-None-Match"] = "*"
+            blob = _encrypt_validated(bytes(value), key, list(keys), counter=counter,
+                                      signer=signer)
+            try:
+                resp = yield Request("PUT", _url("/v1/kv", key), params=params,
+                                     headers=headers | condition, content=blob)
+            except Conflict:
+                if own or not condition or attempt == _CAS_ATTEMPTS:
+                    raise
+                continue
+            self._saw(resp.body["revision"])  # a malformed answer fails here: ProtocolError
+            self.marks.check(key, counter)
+            return dict(resp.body)
+        raise AssertionError("unreachable")
+
+    def _next_write(self, key: str, current: Any) -> tuple[int, dict[str, str]]:
+        """The counter of the next write to *key* and its compare-and-swap condition, from
+        the recipients answer's ``current`` (None: no value; _UNKNOWN: not known)."""
+        floor = self.marks.get(key) + 1
+        if current is _UNKNOWN:
+            return max(clock_counter(), floor), {}
+        if current is None:
+            return max(clock_counter(), floor), {"If-None-Match": "*"}
+        previous = int(current["counter"])
+        counter = previous + 1 if previous else clock_counter()
+        return max(counter, floor), {"If-Match": str(int(current["revision"]))}
 
     def op_delete(self, path: str, if_revision: int | None) -> Op[None]:
         key = validate_key(path)
@@ -243,3 +323,42 @@ class Operations:
     def op_simple(self, method: str, url: str, json: Any = None) -> Op[Any]:
         resp = yield Request(method, url, json=json)
         return resp.body
+
+
+def _signer(env: Envelope, trust: TrustStore | None, writers: Writers | None) -> Signer | None:
+    """Who signed *env*: verified against *writers* already if the path requires it,
+    else against the trust store if it knows the key (a bad signature is refused)."""
+    from vaultkey.client.item import Signer
+    from vaultkey.keys import format_signing_key_id
+
+    sig = env.signature
+    if sig is None:
+        return None
+    kid = format_signing_key_id(sig.signer_kid)
+    if writers is not None:
+        return Signer(kid, writers.name_of(sig.signer_kid), True)
+    known = None if trust is None else trust.signer(sig.signer_kid)
+    if known is None:
+        return Signer(kid, None, False)
+    from vaultkey.errors import SignatureError
+    from vaultkey.signatures import signature_valid
+
+    if not signature_valid(env, known[1]):
+        raise SignatureError("the writer signature does not verify (forged, or altered "
+                             "after signing)")
+    return Signer(kid, known[0], True)
+
+
+def _check_signer(key: str, required: Any, signer: SigningKey | None) -> None:
+    """Fail before writing if the proxy says *key* needs a signature *signer* cannot give."""
+    if not required:
+        return
+    writers = required["writers"]
+    accepted = ", ".join(f"{w['name']} ({w['key_id']})" for w in writers)
+    if signer is None:
+        raise UsageError(f"{key} requires a writer signature (accepted: {accepted})",
+                         hint="set VAULTKEY_SIGNING_KEY or --signing-key to your .sigkey file")
+    if signer.key_id not in {w["key_id"] for w in writers}:
+        raise UsageError(f"your signing key {signer.key_id} is not accepted for {key} "
+                         f"(accepted: {accepted})",
+                         hint="ask the path's owners to list your .sigpub in their policy")

@@ -6,6 +6,18 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Signer:
+    """Who signed a value."""
+
+    key_id: str
+    """The writer's signing key id (``vks1_...``)."""
+    name: str | None
+    """Its name in your trust store; None if the key is not in it."""
+    verified: bool
+    """True only if the signature was checked against that key of your trust store."""
+
+
+@dataclass(frozen=True)
 class Item:
     """One decrypted value and its metadata. Its repr never shows the value."""
 
@@ -21,3 +33,7 @@ class Item:
     """How often it was written since it was created (1 after the first write)."""
     recipients: tuple[str, ...]
     """The key ids it is encrypted to (one per stanza)."""
+    counter: int = 0
+    """The writer's rollback counter (0: written without one)."""
+    signer: Signer | None = None
+    """Who signed it (None: not signed)."""

@@ -99,6 +99,14 @@ class ClientSettings:
     trust: str | None = _row(None, "VAULTKEY_TRUST", "trust", "--trust", "PATH",
                              "Trusted recipient keys: a directory of .pub files or a file of "
                              "key ids.", path=True)
+    signing_key: str | None = _row(None, "VAULTKEY_SIGNING_KEY", "signing_key", "--signing-key",
+                                   "FILE", "Your writer signing key (.sigkey): every value you "
+                                   "write is signed with it.", path=True)
+    marks: str | None = _row(None, "VAULTKEY_MARKS", "marks", "--marks", "FILE",
+                             "Where the highest counter seen per path is kept, to detect "
+                             "rollbacks ('off': memory only; the CLI's default is "
+                             "$XDG_STATE_HOME/vaultkey/marks.json; the SDK's, memory).",
+                             path=True)
     timeout: float = _row(10.0, "VAULTKEY_TIMEOUT", "timeout", "--timeout", "SECONDS",
                           "Network timeout of each request.", parse=float)
     # SDK only (Client(retries=...)): the CLI keeps the default.
