@@ -39,7 +39,8 @@ import trustme
 from benchlib.stack import stop_process as stop
 
 from vaultkey._dev.etcdproc import EtcdProcess, free_port
-from vaultkey.crypto import encrypt, write_keypair
+from vaultkey.crypto import encrypt
+from vaultkey.signkey import write_keypair
 from vaultkey.keys import PublicKey
 
 POLICY = 'group = "bench"\nrecipients = ["bench.pub"]\n[[rules]]\nprefix = "/bench/"\n' \

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from vaultkey._dev.etcdproc import EtcdProcess
-from vaultkey.crypto import SecretKey, decrypt, encrypt, write_keypair
+from vaultkey.crypto import SecretKey, decrypt, encrypt
+from vaultkey.signkey import write_keypair
 from vaultkey.errors import DecryptionError, VaultkeyError
 from vaultkey.keys import PublicKey
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore

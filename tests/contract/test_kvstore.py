@@ -253,6 +253,25 @@ def test_leases_attach_renew_and_delete_their_keys(backend):
     run(go())
 
 
+def test_keep_lease_rewrites_a_key_under_the_lease_it_has(backend):
+    """What rewrap and rotate rely on: a re-encrypted registration keeps its TTL lease."""
+    async def go() -> None:
+        kv = backend.kv
+        lease = await kv.grant_lease(30)
+        first = await kv.put("/k/a", b"v1", lease=lease)
+        await kv.put("/k/a", b"v2", if_revision=first, keep_lease=True)
+        plain = await kv.put("/k/b", b"v1")
+        await kv.put("/k/b", b"v2", if_revision=plain, keep_lease=True)
+        with pytest.raises(Conflict):
+            await kv.put("/k/a", b"v3", if_revision=first, keep_lease=True)
+        await kv.revoke_lease(lease)
+        assert await kv.get("/k/a") is None  # went with its lease
+        entry = await kv.get("/k/b")
+        assert entry is not None and entry.value == b"v2"  # had none, still has none
+
+    run(go())
+
+
 def test_a_lease_that_is_not_kept_alive_expires_with_its_keys(backend):
     async def go() -> None:
         kv = backend.kv

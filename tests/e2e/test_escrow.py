@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 
 from vaultkey.client import Client
-from vaultkey.crypto import SecretKey, decrypt, encrypt, write_keypair
+from vaultkey.crypto import SecretKey, decrypt, encrypt
+from vaultkey.signkey import write_keypair
 
 
 def test_escrow_key_gets_every_value_and_is_optional_for_writers(proxy_factory, tmp_path):

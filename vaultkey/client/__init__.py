@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from vaultkey.client._core import Op
+    from vaultkey.client._lifecycle import Progress, Report
     from vaultkey.client._register import AsyncRegistration, Registration
     from vaultkey.client._transport import Transport
     from vaultkey.client._watch import AsyncWatch, Watch, WatchSession
@@ -167,6 +168,27 @@ class Client(_Base):
     def delete(self, path: str, *, if_revision: int | None = None) -> None:
         self._run(self._ops.op_delete(path, if_revision))
 
+    def rewrap(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
+               progress: Progress | None = None) -> Report:
+        """Re-wrap every value under *prefix* to its current recipients, keeping each data
+        key (for a reader added or a key retired that was not compromised). Each write is
+        a compare-and-swap: a value changed meanwhile is skipped and reported. *resume*:
+        an interrupted run's ``start_revision``."""
+        from vaultkey.client._lifecycle import op_reencrypt
+
+        return self._run(op_reencrypt(self._ops, prefix, rotate=False, dry_run=dry_run,
+                                      resume=resume, progress=progress))
+
+    def rotate(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
+               progress: Progress | None = None) -> Report:
+        """Re-encrypt every value under *prefix* under a fresh data key (a member removed,
+        a key compromised). Old revisions stay readable with old keys until etcd
+        compacts them, and a leaked key means the secret itself must change."""
+        from vaultkey.client._lifecycle import op_reencrypt
+
+        return self._run(op_reencrypt(self._ops, prefix, rotate=True, dry_run=dry_run,
+                                      resume=resume, progress=progress))
+
     def watch(self, prefix: str, since: int | None = None, *, decrypt: bool = True) -> Watch:
         """The changes under *prefix*, decrypted, as they happen (after revision *since*
         if given, else from now); reconnects and resumes by itself. Each is a
@@ -257,6 +279,22 @@ class AsyncClient(_Base):
 
     async def delete(self, path: str, *, if_revision: int | None = None) -> None:
         await self._run(self._ops.op_delete(path, if_revision))
+
+    async def rewrap(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
+                     progress: Progress | None = None) -> Report:
+        """As :meth:`Client.rewrap`."""
+        from vaultkey.client._lifecycle import op_reencrypt
+
+        return await self._run(op_reencrypt(self._ops, prefix, rotate=False, dry_run=dry_run,
+                                            resume=resume, progress=progress))
+
+    async def rotate(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
+                     progress: Progress | None = None) -> Report:
+        """As :meth:`Client.rotate`."""
+        from vaultkey.client._lifecycle import op_reencrypt
+
+        return await self._run(op_reencrypt(self._ops, prefix, rotate=True, dry_run=dry_run,
+                                            resume=resume, progress=progress))
 
     def watch(self, prefix: str, since: int | None = None, *,
               decrypt: bool = True) -> AsyncWatch:

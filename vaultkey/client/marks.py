@@ -65,7 +65,8 @@ class Marks:
                 f"counter {counter} is lower than {mark}, the highest this reader "
                 "has seen for this path: an older value was put back",
                 hint="if a writer really restored an old value on purpose, it must write it "
-                "again (a new write gets a higher counter); `vaultkey marks` shows the marks")
+                "again (a new write gets a higher counter); marks are kept in memory, or in "
+                "the file of VAULTKEY_MARKS (the CLI's: $XDG_STATE_HOME/vaultkey/marks.json)")
         if counter > mark:
             self._seen[key] = counter
             if self._pending is not None:

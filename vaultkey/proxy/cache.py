@@ -361,9 +361,11 @@ class CachedKV:
         return await self.direct.range(prefix)
 
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
-                  create_only: bool = False, lease: int | None = None) -> int:
+                  create_only: bool = False, lease: int | None = None,
+                  keep_lease: bool = False) -> int:
         revision = await self.direct.put(path, value, if_revision=if_revision,
-                                         create_only=create_only, lease=lease)
+                                         create_only=create_only, lease=lease,
+                                         keep_lease=keep_lease)
         self.cache.wrote(revision)
         return revision
 

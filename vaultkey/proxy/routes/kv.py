@@ -144,10 +144,16 @@ async def kv_put(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
     body = await read_body(request, limit=MAX_ENVELOPE_BYTES,
                            timeout=ctx.state.config.body_timeout, what="envelope")
     check_envelope(body, ctx.authz.recipients_for(key))
+    keep_lease = _flag(request, "keep_lease")
+    if keep_lease and (if_match is None or {"ttl", "lease"} & set(request.query_params)):
+        # Why If-Match: etcd keeps the lease of a key that exists; a rewrap names the
+        # revision it re-encrypted, so a concurrent write is never overwritten either.
+        raise UsageError("keep_lease=true needs If-Match and no ttl or lease")
     lease, ttl = await _lease_for(request, ctx)
     try:
         revision = await ctx.state.kv.put(key, body, if_revision=if_match,
-                                          create_only=none_match is not None, lease=lease)
+                                          create_only=none_match is not None, lease=lease,
+                                          keep_lease=keep_lease)
     except VaultkeyError:
         if ttl is not None and lease is not None:  # a lease granted for this write only
             await ctx.state.kv.revoke_lease(lease)

@@ -156,8 +156,10 @@ class KVStore(Protocol):
         """Every entry under a small internal prefix, and the revision read at."""
 
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
-                  create_only: bool = False, lease: int | None = None) -> int:
-        """Store *value* (attached to *lease*, if given); returns the new revision.
+                  create_only: bool = False, lease: int | None = None,
+                  keep_lease: bool = False) -> int:
+        """Store *value* (attached to *lease*, if given; with *keep_lease*, to the lease
+        the key already has, as etcd's ``ignore_lease``); returns the new revision.
         ``if_revision=N`` succeeds only if the key's mod revision is N (0: does not
         exist); raises Conflict otherwise, and
         ValueTooLarge for a request over etcd's limit (:data:`ETCD_MAX_REQUEST_BYTES`)."""

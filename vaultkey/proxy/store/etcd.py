@@ -246,7 +246,8 @@ class EtcdKV:
         return self.store._entries(resp.kvs), int(resp.header.revision)
 
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
-                  create_only: bool = False, lease: int | None = None) -> int:
+                  create_only: bool = False, lease: int | None = None,
+                  keep_lease: bool = False) -> int:
         key = self.store._key(path)
         compare = []
         if create_only:
@@ -256,7 +257,8 @@ class EtcdKV:
             compare.append(rpc_pb2.Compare(key=key, target=rpc_pb2.Compare.MOD,
                                            result=rpc_pb2.Compare.EQUAL,
                                            mod_revision=int(if_revision)))
-        put = rpc_pb2.PutRequest(key=key, value=value, lease=lease or 0)
+        put = rpc_pb2.PutRequest(key=key, value=value, lease=lease or 0,
+                                 ignore_lease=keep_lease)
         resp = await self._txn(compare, rpc_pb2.RequestOp(request_put=put))
         if not resp.succeeded:
             raise Conflict(conflict_message(path, if_revision, create_only))

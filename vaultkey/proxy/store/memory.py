@@ -132,7 +132,8 @@ class MemoryKV:
 
     # -- writing -------------------------------------------------------------
     async def put(self, path: str, value: bytes, *, if_revision: int | None = None,
-                  create_only: bool = False, lease: int | None = None) -> int:
+                  create_only: bool = False, lease: int | None = None,
+                  keep_lease: bool = False) -> int:
         self._expire()
         raw = validate_key(path).encode()
         if lease is not None and lease not in self._leases:
@@ -144,6 +145,10 @@ class MemoryKV:
         if (create_only and current is not None) or (
                 if_revision is not None and mod_revision != if_revision):
             raise Conflict(conflict_message(path, if_revision, create_only))
+        if keep_lease:
+            if current is None:
+                raise StoreError("etcd error: etcdserver: key not found")
+            lease = next((n for n, held in self._leases.items() if raw in held.keys), None)
         for held in self._leases.values():
             held.keys.discard(raw)
         if lease is not None:

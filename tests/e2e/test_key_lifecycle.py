@@ -1,0 +1,345 @@
+"""Issue 11's acceptance, against the real etcd and the real TLS proxy: the rotation story
+(new key, rewrap, old key removed, a concurrent write kept), rotate, forged and unsigned
+values planted directly in etcd, and rollbacks seen by the SDK and by the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import threading
+
+import pytest
+
+from tests._helpers.wait import wait_until
+from tests.e2e.conftest import POLICIES
+from tests.e2e.test_cli import ok, vk
+from vaultkey.client import Client
+from vaultkey.crypto import SecretKey, encrypt
+from vaultkey.envelope import Envelope
+from vaultkey.errors import DecryptionError, RollbackDetected, SignatureError
+from vaultkey.signkey import SigningKey, write_keypair, write_signing_keypair
+
+
+def _client(proxy, group: str, **kw) -> Client:
+    kw.setdefault("key", proxy.key_path(group))
+    kw.setdefault("trust", proxy.trust_dir())
+    return Client(proxy.addr, proxy.tokens[group], cacert=str(proxy.ca_path), **kw)
+
+
+def _envelope(proxy, path: str) -> Envelope:
+    entry = proxy.store().get(path)
+    assert entry is not None
+    return Envelope.parse(entry.value)
+
+
+def _reload(proxy, text: str, expect_kids: set[str]) -> None:
+    """Rewrite alpha.toml, SIGHUP, and wait until the proxy names exactly *expect_kids*."""
+    (proxy.policy_dir / "alpha.toml").write_text(text)
+    proxy.proc.send_signal(signal.SIGHUP)
+    with _client(proxy, "alpha") as c:
+        assert wait_until(lambda: {k.key_id for k in c.recipients("/alpha/rot/x")}
+                          == expect_kids), "policy reload did not take effect"
+
+
+@pytest.fixture(scope="module")
+def lifecycle(proxy_factory):
+    p = proxy_factory()
+    p.tokens = {g: p.create_token(g, name=f"{g}-lifecycle") for g in ("alpha", "beta")}
+    return p
+
+
+def test_rotation_story_new_key_rewrap_old_key_removed_concurrent_write_kept(lifecycle,
+                                                                            tmp_path):
+    proxy = lifecycle
+    old = proxy.keys["alpha"]
+    paths = [f"/alpha/rot/k{i:02d}" for i in range(12)]
+    with _client(proxy, "alpha") as c:
+        for i, path in enumerate(paths):
+            c.set(path, f"value {i}".encode())
+    before = {p: _envelope(proxy, p) for p in paths}
+
+    # 1. the group adds a new key: keygen, a policy edit, SIGHUP; readers trust it
+    new_key_path, new_pub = write_keypair(proxy.policy_dir / "alpha-new")
+    new = SecretKey.load(new_key_path)
+    shutil.copy(new_pub, proxy.trust_dir() / "alpha-new.pub")
+    both = POLICIES["alpha.toml"].replace('recipients = ["alpha.pub"]',
+                                          'recipients = ["alpha.pub", "alpha-new.pub"]')
+    _reload(proxy, both, {old.key_id, new.key_id})
+    dry = json.loads(ok(vk(proxy, "alpha", "rewrap", "/alpha/rot/", "--dry-run", "-o", "json")))
+    assert {v["action"] for v in dry["values"]} == {"would-rewrap"}
+    assert all(v["detail"] == f"+{new.key_id}" for v in dry["values"])
+    assert _envelope(proxy, paths[0]) == before[paths[0]]  # a dry run writes nothing
+
+    # ... and rewraps its prefix, while another writer changes two values: one the rewrap
+    # has already done, one it has listed but not reached (its compare-and-swap must lose)
+    concurrent = {paths[1]: b"written during the rewrap (done)",
+                  paths[9]: b"written during the rewrap (pending)"}
+    with _client(proxy, "alpha") as writer, _client(proxy, "alpha") as rewrapper:
+        def progress(done: int, total: int, path: str) -> None:
+            if done == 5:
+                for p, value in concurrent.items():
+                    writer.set(p, value)
+
+        report = rewrapper.rewrap("/alpha/rot/", progress=progress)
+    actions = {o.path: o.action for o in report.outcomes}
+    assert actions[paths[9]] == "concurrent"  # skipped and reported, never overwritten
+    assert sum(a == "rewrapped" for a in actions.values()) == len(paths) - 1
+    for p in paths:
+        env = _envelope(proxy, p)
+        assert set(env.recipient_kids) == {old.public.kid, new.public.kid}
+        if p not in concurrent:  # rewrap keeps the data key: the same key commitment
+            assert env.commitment == before[p].commitment
+            assert env.counter == before[p].counter + 1
+
+    # 2. it removes the old key, and rewraps again with the new key alone
+    _reload(proxy, POLICIES["alpha.toml"].replace('recipients = ["alpha.pub"]',
+                                                  'recipients = ["alpha-new.pub"]'),
+            {new.key_id})
+    out = ok(vk(proxy, "alpha", "rewrap", "/alpha/rot/", VAULTKEY_KEY=str(new_key_path)))
+    assert f"{len(paths)} rewrapped" in out.decode()
+
+    # 3. the old secret key opens none of the current values; the new key opens all
+    with _client(proxy, "alpha", key=old) as c:
+        for p in paths:
+            with pytest.raises(DecryptionError, match="no stanza for key"):
+                c.get(p)
+    with _client(proxy, "alpha", key=new) as c:
+        values = c.get_many("/alpha/rot/")
+    # 4. the concurrent writes were not lost
+    for i, p in enumerate(paths):
+        assert values[p] == concurrent.get(p, f"value {i}".encode())
+    again = json.loads(ok(vk(proxy, "alpha", "rewrap", "/alpha/rot/", "-o", "json",
+                             VAULTKEY_KEY=str(new_key_path))))
+    assert {v["action"] for v in again["values"]} == {"current"}  # a rerun has nothing to do
+    _reload(proxy, POLICIES["alpha.toml"], {old.key_id})
+
+
+def test_a_writer_racing_the_cli_rewrap_never_loses_a_write(lifecycle):
+    proxy = lifecycle
+    paths = [f"/alpha/race/k{i:02d}" for i in range(30)]
+    with _client(proxy, "alpha") as c:
+        for p in paths:
+            c.set(p, b"initial")
+    last: dict[str, bytes] = {}
+    stop = threading.Event()
+
+    def write() -> None:
+        with _client(proxy, "alpha") as w:
+            n = 0
+            while not stop.is_set():
+                p = paths[n % len(paths)]
+                value = f"racing write {n}".encode()
+                w.set(p, value)  # acknowledged: this value must survive
+                last[p] = value
+                n += 1
+
+    racer = threading.Thread(target=write)
+    racer.start()
+    try:
+        for _ in range(2):
+            ok(vk(proxy, "alpha", "rewrap", "/alpha/race/"))
+            ok(vk(proxy, "alpha", "rotate", "/alpha/race/"))
+    finally:
+        stop.set()
+        racer.join()
+    assert last, "the racing writer wrote nothing"
+    with _client(proxy, "alpha") as c:
+        values = c.get_many("/alpha/race/")
+    for p in paths:
+        assert values[p] == last.get(p, b"initial")
+    print(f"\n{len(last)} keys written concurrently with 2 rewraps and 2 rotations; none lost")
+
+
+def test_rotate_changes_every_data_key(lifecycle):
+    proxy = lifecycle
+    paths = [f"/alpha/rotate/k{i}" for i in range(8)]
+    with _client(proxy, "alpha") as c:
+        for p in paths:
+            c.set(p, b"same plaintext")
+    before = {p: _envelope(proxy, p) for p in paths}
+    run = vk(proxy, "alpha", "rotate", "/alpha/rotate/")
+    out, err = ok(run).decode(), run.stderr.decode()
+    assert f"{len(paths)} rotated" in out
+    assert "etcdctl compact" in err and "change any secret" in err
+    for p in paths:
+        after = _envelope(proxy, p)
+        # a new data key: a new key commitment, new wrapped keys, a new ciphertext
+        assert after.commitment != before[p].commitment
+        assert after.stanzas[0].wrapped != before[p].stanzas[0].wrapped
+        assert after.ciphertext != before[p].ciphertext
+        assert after.counter == before[p].counter + 1
+    with _client(proxy, "alpha") as c:
+        assert set(c.get_many("/alpha/rotate/").values()) == {b"same plaintext"}
+
+
+SIGNED_POLICY = POLICIES["alpha.toml"] + """
+[[rules]]
+prefix = "/alpha/signed/"
+require_signature = ["group:alpha"]
+"""
+
+
+@pytest.fixture(scope="module")
+def signed(proxy_factory, tmp_path_factory):
+    """A proxy whose policy requires alpha's writer signature under /alpha/signed/, and a
+    reader trust store that requires the same."""
+    d = tmp_path_factory.mktemp("signers")
+    release_key, release_pub = write_signing_keypair(d / "release")
+    release = SigningKey.load(release_key)
+    policy = SIGNED_POLICY.replace('recipients = ["alpha.pub"]',
+                                   f'recipients = ["alpha.pub"]\nsigners = '
+                                   f'["{release.public.to_text()}"]')
+    proxy = proxy_factory({**POLICIES, "alpha.toml": policy})
+    proxy.tokens = {g: proxy.create_token(g, name=f"{g}-signed") for g in ("alpha", "beta")}
+    trust = proxy.trust_dir()
+    shutil.copy(release_pub, trust / "release.sigpub")
+    (trust / "signatures.trust").write_text("require-signature /alpha/signed/ release\n")
+    mallory = SigningKey.generate()
+    return proxy, release_key, release, mallory
+
+
+def test_signed_writes_are_verified_by_readers_and_shown_by_get(signed):
+    proxy, release_key, release, _mallory = signed
+    with _client(proxy, "alpha", signing_key=str(release_key)) as c:
+        c.set("/alpha/signed/db", b"postgres://db")
+        item = c.read("/alpha/signed/db")
+    assert item.value == b"postgres://db"
+    assert item.signer is not None and item.signer.name == "release" and item.signer.verified
+    shown = json.loads(ok(vk(proxy, "alpha", "get", "/alpha/signed/db", "-o", "json")))
+    assert shown["signer"] == {"key_id": release.key_id, "name": "release", "verified": True}
+    assert shown["counter"] == item.counter > 0
+    # outside the signed prefix a signature is optional, and still shown and verified
+    with _client(proxy, "alpha", signing_key=str(release_key)) as c:
+        c.set("/alpha/plain/x", b"v")
+    shown = json.loads(ok(vk(proxy, "alpha", "get", "/alpha/plain/x", "-o", "json")))
+    assert shown["signer"]["name"] == "release" and shown["signer"]["verified"] is True
+
+
+def test_the_proxy_refuses_unsigned_and_wrongly_signed_writes_with_422(signed):
+    proxy, _release_key, _release, mallory = signed
+    path = "/alpha/signed/forged"
+    with proxy.client(proxy.tokens["alpha"]) as c:
+        unsigned = proxy.envelope(path, b"v")
+        r = c.put(f"/v1/kv{path}", content=unsigned)
+        assert r.status_code == 422 and r.json()["error"]["code"] == "signature_required"
+        assert "not signed" in r.json()["error"]["message"]
+        wrong = encrypt(b"v", path, [proxy.keys["alpha"].public], signer=mallory)
+        r = c.put(f"/v1/kv{path}", content=wrong)
+        assert r.status_code == 422 and mallory.key_id in r.json()["error"]["message"]
+    with _client(proxy, "alpha") as c, pytest.raises(Exception, match="requires a writer "
+                                                     "signature"):
+        c.set(path, b"v")  # no signing key: refused before anything is sent
+
+
+def test_values_planted_directly_in_etcd_are_refused_by_sdk_and_cli(signed):
+    proxy, _release_key, release, mallory = signed
+    alpha = [proxy.keys["alpha"].public]
+    store = proxy.store()
+    genuine = encrypt(b"genuine", "/alpha/signed/other", alpha, signer=release, counter=1)
+    forged_by_mallory = encrypt(b"evil", "/alpha/signed/a", alpha, signer=mallory, counter=1)
+    # mallory's envelope with release's signature block from another path's envelope
+    stolen = Envelope.parse(genuine).signature
+    spliced = Envelope.parse(forged_by_mallory)
+    spliced = Envelope(spliced.path, spliced.counter, spliced.stanzas, spliced.commitment,
+                       spliced.nonce, spliced.ciphertext, stolen).serialize()
+    planted = {
+        "/alpha/signed/untrusted": (encrypt(b"evil", "/alpha/signed/untrusted", alpha,
+                                            signer=mallory), "not a trusted writer"),
+        "/alpha/signed/unsigned": (encrypt(b"evil", "/alpha/signed/unsigned", alpha),
+                                   "not signed"),
+        "/alpha/signed/a": (spliced, "does not verify"),
+        "/alpha/signed/moved": (genuine, "bound to another path"),
+    }
+    for path, (blob, _why) in planted.items():
+        store.put(path, blob)  # straight into etcd: the proxy never saw these
+    with _client(proxy, "alpha") as c:
+        for path, (_blob, why) in planted.items():
+            with pytest.raises(DecryptionError, match=why) as info:
+                c.get(path)
+            assert why == "bound to another path" or isinstance(info.value, SignatureError)
+    for path, (_blob, why) in planted.items():
+        result = vk(proxy, "alpha", "get", path)
+        assert result.returncode == (7 if why == "bound to another path" else 11), path
+        assert why.encode() in result.stderr and b"evil" not in result.stdout
+
+
+def test_a_restored_older_envelope_is_detected_by_sdk_and_cli_readers(lifecycle):
+    proxy = lifecycle
+    path = "/alpha/rollback/flag"
+    with _client(proxy, "alpha") as writer, _client(proxy, "alpha") as reader:
+        writer.set(path, b"old: feature off")
+        old = proxy.store().get(path)
+        assert old is not None
+        assert reader.get(path) == b"old: feature off"
+        ok(vk(proxy, "alpha", "get", path))  # the CLI reader's mark is persisted
+        writer.set(path, b"new: feature on")
+        assert reader.get(path) == b"new: feature on"
+        ok(vk(proxy, "alpha", "get", path))
+
+        proxy.store().put(path, old.value)  # an attacker with etcd access puts it back
+
+        def refused() -> str:
+            try:
+                reader.get(path)  # the proxy's read cache may show the new value a moment
+            except RollbackDetected as exc:
+                return exc.message
+            return ""
+
+        assert "lower than" in (wait_until(refused) or "")
+        cli = vk(proxy, "alpha", "get", path)
+        assert cli.returncode == 12 and b"older value was put back" in cli.stderr
+        assert b"feature off" not in cli.stdout
+        # a reader that never saw the path has no mark: the documented limit
+        with _client(proxy, "alpha") as fresh:
+            assert fresh.get(path) == b"old: feature off"
+
+        # deleting and writing again: the new first value's counter (the writer's clock)
+        # is above every counter the path had, so readers accept it
+        writer.delete(path)
+        writer.set(path, b"recreated")
+        assert reader.get(path) == b"recreated"
+        assert ok(vk(proxy, "alpha", "get", path)) == b"recreated"
+
+
+def test_writers_take_the_next_counter_with_compare_and_swap(lifecycle):
+    proxy = lifecycle
+    path = "/alpha/counter/k"
+    with _client(proxy, "alpha") as a, _client(proxy, "alpha") as b:
+        a.set(path, b"1")
+        first = _envelope(proxy, path).counter
+        b.set(path, b"2")
+        a.set(path, b"3")
+        assert _envelope(proxy, path).counter == first + 2
+
+        counters: list[int] = []
+        errors: list[BaseException] = []
+
+        def hammer(client: Client, tag: str) -> None:
+            try:
+                for i in range(15):
+                    client.set(path, f"{tag}{i}".encode())
+                    counters.append(_envelope(proxy, path).counter)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hammer, args=(c, t)) for c, t in ((a, "a"), (b, "b"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors
+    final = _envelope(proxy, path).counter
+    assert final == first + 2 + 30  # 30 writes, each exactly one above the one before
+    print(f"\ncounter after 33 writes by two racing writers: {final - first + 1} steps")
+
+
+def test_get_json_shows_counter_and_no_signer_for_unsigned_values(lifecycle):
+    proxy = lifecycle
+    ok(vk(proxy, "alpha", "set", "/alpha/plainjson", "v"))
+    shown = json.loads(ok(vk(proxy, "alpha", "get", "/alpha/plainjson", "-o", "json")))
+    assert shown["signer"] is None and shown["counter"] > 0
+    raw = base64.b64decode(json.loads(ok(vk(proxy, "alpha", "get", "/alpha/plainjson",
+                                             "-o", "json")))["value_base64"])
+    assert raw == b"v"
