@@ -40,8 +40,8 @@ from benchlib.stack import stop_process as stop
 
 from vaultkey._dev.etcdproc import EtcdProcess, free_port
 from vaultkey.crypto import encrypt
-from vaultkey.signkey import write_keypair
 from vaultkey.keys import PublicKey
+from vaultkey.signkey import write_keypair
 
 POLICY = 'group = "bench"\nrecipients = ["bench.pub"]\n[[rules]]\nprefix = "/bench/"\n' \
          'allow = ["read", "list", "write", "watch"]\n'

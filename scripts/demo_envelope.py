@@ -17,10 +17,10 @@ from pathlib import Path
 
 from vaultkey._dev.etcdproc import EtcdProcess
 from vaultkey.crypto import SecretKey, decrypt, encrypt
-from vaultkey.signkey import write_keypair
 from vaultkey.errors import DecryptionError, VaultkeyError
 from vaultkey.keys import PublicKey
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
+from vaultkey.signkey import write_keypair
 
 SECRET = b"postgres://app:correct-horse-battery-staple@db.internal/app\n"
 PATH = "/payments/db/url"

@@ -380,7 +380,8 @@ def build_negative() -> dict[str, object]:
     assert _signed_env() == signed, "signed negative base differs from the reference envelope"
     assert decrypt(signed, BASE_PATH, _keys()["alice"], writers=_writers(["release"])) == (
         BASE_PLAINTEXT)
-    cases = [(n, c, make, path, reader, None, m) for n, c, make, path, reader, m in NEGATIVE]
+    cases: list[tuple[str, str, Callable[[], bytes], str, str, list[str] | None, str]] = [
+        (n, c, make, path, reader, None, m) for n, c, make, path, reader, m in NEGATIVE]
     cases += [(n, c, make, BASE_PATH, reader, writers, m)
               for n, c, make, reader, writers, m in SIGNED_NEGATIVE]
     vectors = []

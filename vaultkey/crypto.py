@@ -163,8 +163,8 @@ def _derive(data_key: bytes) -> tuple[bytes, bytes]:
     return okm[:32], okm[32:]
 
 
-def _check_size(plaintext: bytes, path: str, n_recipients: int) -> None:
-    size = len(plaintext) + overhead(path, n_recipients)
+def _check_size(plaintext: bytes, path: str, n_recipients: int, signed: bool) -> None:
+    size = len(plaintext) + overhead(path, n_recipients, signed=signed)
     if size > MAX_ENVELOPE_BYTES:
         raise ValueTooLarge(
             f"value of {len(plaintext)} bytes makes a {size}-byte envelope; the maximum "
@@ -247,7 +247,7 @@ def _encrypt_validated(
     *data_key* is given only by :func:`rewrap` (which keeps a value's data key).
     """
     unique = _check_recipients(recipients)
-    _check_size(plaintext, path, len(unique))
+    _check_size(plaintext, path, len(unique), signer is not None)
     if data_key is None:
         data_key = os.urandom(DATA_KEY_BYTES)
     wrapped = [sodium.crypto_box_seal(data_key, r.raw) for r in unique]
@@ -257,7 +257,7 @@ def _encrypt_validated(
 
 def rewrap(blob: bytes, path: str, key: SecretKey | Sequence[SecretKey],
            recipients: Sequence[PublicKey], *, counter: int,
-           signer: SigningKey | None = None) -> bytes:
+           signer: SigningKey | None = None, writers: Writers | None = None) -> bytes:
     """The value at *path*, re-wrapped to *recipients*, with the same data key.
 
     For adding a reader or retiring a key that was not compromised: the data key and
@@ -265,13 +265,16 @@ def rewrap(blob: bytes, path: str, key: SecretKey | Sequence[SecretKey],
     (stanzas included) is the AEAD's associated data, the payload is sealed again under
     the same data key with a fresh nonce, never the old one: the same key and nonce
     over a different header would reuse Poly1305's one-time key. *counter* is the new
-    revision's rollback counter; *signer* signs it. Raises DecryptionError if *key*
-    cannot open the value.
+    revision's rollback counter; *signer* signs it. With *writers*, the value must carry
+    a valid signature by one of them first, so a planted value is never re-signed.
+    Raises DecryptionError if *key* cannot open the value (SignatureError for *writers*).
     """
     env = parse_for_decryption(blob)
     keys = [key] if isinstance(key, SecretKey) else list(key)
+    if not keys:
+        raise KeyFileError("rewrap needs a secret key that opens the value")
     opener = next((k for k in keys if env.stanza_for(k.public.kid) is not None), keys[0])
-    plaintext, data_key = _open_with_data_key(env, _requested_path(path), opener)
+    plaintext, data_key = _open_with_data_key(env, _requested_path(path), opener, writers)
     return _encrypt_validated(plaintext, env.path, recipients, counter=counter, signer=signer,
                               data_key=data_key)
 
@@ -359,7 +362,7 @@ def _open_validated(env: Envelope, asked: bytes, key: SecretKey,
 
 def _open_with_data_key(env: Envelope, asked: bytes, key: SecretKey,
                         writers: Writers | None = None) -> tuple[bytes, bytes]:
-    """The plaintext and the data key (the checks of docs/FORMAT.md section 6, steps 3-8)."""
+    """The plaintext and the data key (the checks of docs/FORMAT.md section 6, steps 3-9)."""
     if not hmac.compare_digest(env.path.encode("utf-8"), asked):
         raise DecryptionError("integrity check failed: the envelope is bound to another path")
     if writers is not None and (problem := writers.problem(env)) is not None:

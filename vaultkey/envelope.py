@@ -64,7 +64,8 @@ class Stanza:
 
 @dataclass(frozen=True)
 class Signature:
-    """Reserved: an Ed25519 writer signature (filled in by the key-lifecycle work)."""
+    """A writer's Ed25519 signature (docs/FORMAT.md section 7): its signing key id and the
+    signature over :meth:`Envelope.signed_bytes`."""
 
     signer_kid: bytes
     signature: bytes
@@ -130,6 +131,10 @@ class Envelope:
         _require(1 <= len(self.stanzas) <= MAX_STANZAS, "an envelope has 1 to 255 recipients")
         for s in self.stanzas:
             _require(len(s.kid) == KID_BYTES and len(s.wrapped) == WRAPPED_BYTES, "bad stanza")
+        sig = self.signature
+        _require(sig is None or (len(sig.signer_kid) == KID_BYTES
+                                 and len(sig.signature) == SIGNATURE_BYTES),
+                 "bad signature block")
         _require(len(set(self.recipient_kids)) == len(self.stanzas), "duplicate recipient")
         _require(len(self.commitment) == COMMITMENT_BYTES, "bad commitment length")
         _require(len(self.nonce) == NONCE_BYTES, "bad nonce length")
@@ -200,12 +205,14 @@ def _read_path(reader: _Reader) -> str:
     return path
 
 
-def overhead(path: str, recipients: int) -> int:
-    """Envelope size minus plaintext size, for a path and recipient count."""
+def overhead(path: str, recipients: int, *, signed: bool = False) -> int:
+    """Envelope size minus plaintext size, for a path and recipient count (and the 80-byte
+    signature block of a signed envelope)."""
     return (
         _FIXED.size + len(path.encode("utf-8")) + _COUNTER.size
         + recipients * (KID_BYTES + WRAPPED_BYTES)
         + COMMITMENT_BYTES + NONCE_BYTES + _CT_LEN.size + TAG_BYTES
+        + (KID_BYTES + SIGNATURE_BYTES if signed else 0)
     )
 
 

@@ -24,8 +24,8 @@ import httpx
 from vaultkey._dev.devca import make_dev_tls
 from vaultkey._dev.etcdproc import EtcdProcess, free_port
 from vaultkey.crypto import SecretKey
-from vaultkey.signkey import write_keypair
 from vaultkey.keys import PublicKey
+from vaultkey.signkey import write_keypair
 
 GROUP = "bench"
 ROOT = "/vaultkey"  # the proxy's etcd root (its default); values live under ROOT + "/kv"

@@ -8,6 +8,8 @@ import base64
 import json
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -19,7 +21,7 @@ from vaultkey.client import Client
 from vaultkey.crypto import SecretKey, encrypt
 from vaultkey.envelope import Envelope
 from vaultkey.errors import DecryptionError, RollbackDetected, SignatureError
-from vaultkey.signkey import SigningKey, write_keypair, write_signing_keypair
+from vaultkey.signkey import SigningKey, write_keypair
 
 
 def _client(proxy, group: str, **kw) -> Client:
@@ -186,8 +188,12 @@ def signed(proxy_factory, tmp_path_factory):
     """A proxy whose policy requires alpha's writer signature under /alpha/signed/, and a
     reader trust store that requires the same."""
     d = tmp_path_factory.mktemp("signers")
-    release_key, release_pub = write_signing_keypair(d / "release")
+    made = subprocess.run([sys.executable, "-m", "vaultkey", "keygen", "--sign",
+                           str(d / "release")], capture_output=True, check=True, timeout=60)
+    release_key, release_pub = d / "release.sigkey", d / "release.sigpub"
     release = SigningKey.load(release_key)
+    assert made.stdout.decode().strip() == f"signing key id: {release.key_id}"
+    assert release_key.stat().st_mode & 0o777 == 0o600
     policy = SIGNED_POLICY.replace('recipients = ["alpha.pub"]',
                                    f'recipients = ["alpha.pub"]\nsigners = '
                                    f'["{release.public.to_text()}"]')
@@ -321,7 +327,7 @@ def test_writers_take_the_next_counter_with_compare_and_swap(lifecycle):
                 for i in range(15):
                     client.set(path, f"{tag}{i}".encode())
                     counters.append(_envelope(proxy, path).counter)
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=hammer, args=(c, t)) for c, t in ((a, "a"), (b, "b"))]

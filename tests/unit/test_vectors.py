@@ -114,9 +114,10 @@ def test_signed_vector_verifies_from_the_spec_alone(vector):
     kid = hashlib.sha256(b"vaultkey signing key id v1\x00" + raw).digest()[:16]
     assert "vks1_" + kid.hex() == vector["signer_key_id"]
     assert blob[-80:-64] == kid
-    Ed25519PublicKey.from_public_bytes(raw).verify(blob[-64:], blob[:-80])
-    with pytest.raises(InvalidSignature):
-        Ed25519PublicKey.from_public_bytes(raw).verify(blob[-64:], blob[:-81] + b"\x00")
+    public = Ed25519PublicKey.from_public_bytes(raw)
+    public.verify(blob[-64:], blob[:-80])
+    with pytest.raises(InvalidSignature):  # the last ciphertext byte is covered too
+        public.verify(blob[-64:], blob[:-81] + bytes([blob[-81] ^ 1]))
     env = Envelope.parse(blob)
     assert env.signature is not None and env.signature.signer_kid == kid
     assert env.signed_bytes() == blob[:-80]
@@ -189,8 +190,12 @@ def test_signature_vector_without_a_trust_store_never_raises_signature_error(vec
 
 def test_signed_negative_base_is_the_reference_writers_envelope():
     base = NEGATIVE["base"]
-    blob = bytes.fromhex(base["signed_envelope_hex"])
-    assert blob[:-80] == bytes.fromhex(base["envelope_hex"])[:5] + b"\x01" + blob[6:-80]
+    blob, unsigned = bytes.fromhex(base["signed_envelope_hex"]), bytes.fromhex(base["envelope_hex"])
+    # The same header but for flags bit 0, set before sealing (the header is the AD).
+    h = len(Envelope.parse(unsigned).header())
+    assert (unsigned[5], blob[5]) == (0x00, 0x01)
+    assert blob[:5] + blob[6:h] == unsigned[:5] + unsigned[6:h]
+    assert len(blob) == len(unsigned) + 80
     writers = _writers([base["signed_by"]])
     assert decrypt(blob, base["path"], KEYS[base["key"]], writers=writers).hex() == (
         base["plaintext_hex"])

@@ -32,17 +32,33 @@ def _new_passphrase(what: str) -> bytes:
 
 
 @cli.command(epilog="\b\nExamples:\n  vaultkey keygen payments\n  vaultkey keygen keys/web --force"
-             "\n  vaultkey keygen ops --passphrase")
+             "\n  vaultkey keygen ops --passphrase\n  vaultkey keygen --sign release")
 @click.argument("name")
-@click.option("--force", is_flag=True, help="Overwrite existing NAME.key / NAME.pub.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--passphrase", is_flag=True,
               help="Protect NAME.key with a passphrase (asked twice, or from "
               "VAULTKEY_NEW_PASSPHRASE_FILE).")
-def keygen(name: str, force: bool, passphrase: bool) -> None:
-    """Create an X25519 key pair: NAME.key (secret, mode 0600) and NAME.pub."""
-    from vaultkey.keys import PublicKey
-    from vaultkey.signkey import write_keypair
+@click.option("--sign", is_flag=True,
+              help="Make a writer signing key pair instead (Ed25519): NAME.sigkey (secret, "
+              "mode 0600) and NAME.sigpub, which policies and trust stores list.")
+def keygen(name: str, force: bool, passphrase: bool, sign: bool) -> None:
+    """Create an X25519 key pair: NAME.key (secret, mode 0600) and NAME.pub.
 
+    With --sign, a writer's signing key pair instead: values written with
+    VAULTKEY_SIGNING_KEY=NAME.sigkey carry its signature, which the proxy (where a
+    policy requires it) and readers (against their own trust store) check.
+    """
+    from vaultkey.keys import PublicKey, SigningPublicKey
+    from vaultkey.signkey import write_keypair, write_signing_keypair
+
+    if sign:
+        if passphrase:
+            raise click.UsageError("--passphrase protects decryption keys; a signing key "
+                                   "file is protected by its mode (0600)")
+        key_path, pub_path = write_signing_keypair(name, force=force)
+        click.echo(f"wrote {key_path} (secret, mode 0600) and {pub_path}", err=True)
+        click.echo(f"signing key id: {SigningPublicKey.load(pub_path).key_id}")
+        return
     secret = _new_passphrase(f"{name}.key") if passphrase else None
     key_path, pub_path = write_keypair(name, force=force, passphrase=secret)
     key_id = PublicKey.load(pub_path).key_id

@@ -111,8 +111,10 @@ def op_reencrypt(ops: Operations, prefix: str, *, rotate: bool, dry_run: bool = 
             blob = _encrypt_validated(item.value, key, recipients, counter=counter,
                                       signer=signer)
         else:
+            trust = ops._trust_or_none()
             blob = rewrap(base64.b64decode(entry["envelope"]), key, ops.secret_keys(),
-                          recipients, counter=counter, signer=signer)
+                          recipients, counter=counter, signer=signer,
+                          writers=None if trust is None else trust.writers_for(key))
         try:
             resp = yield Request("PUT", _url("/v1/kv", key), params={"keep_lease": "true"},
                                  headers={"Content-Type": "application/octet-stream",
