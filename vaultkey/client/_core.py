@@ -187,7 +187,7 @@ class Operations:
     def _trust_or_none(self) -> TrustStore | None:
         return None if self._trust_source is None else self.trust_store()
 
-    def _decrypt(self, key: str, entry: dict[str, Any]) -> Item:
+    def _decrypt(self, key: str, entry: dict[str, Any], *, history: bool = False) -> Item:
         """Open the envelope in *entry*, read from *key* (a validated key path): the
         signature your trust store requires there, then the value, then its counter
         against your rollback mark."""
@@ -205,7 +205,8 @@ class Operations:
             writers = None if trust is None else trust.writers_for(key)
             value = _open_validated(env, key.encode("utf-8"), self.key_for(env), writers)
             signer = _signer(env, trust, writers)
-            self.marks.check(key, env.counter)
+            self.marks.check(key, env.counter, revision=int(entry["revision"]),
+                             history=history)
         except DecryptionError as exc:  # name the key: get_many decrypts many
             raise type(exc)(f"{key}: {exc.message}", hint=exc.hint) from None
         kids = tuple(format_key_id(k) for k in env.recipient_kids)
@@ -297,7 +298,7 @@ class Operations:
                     raise
                 continue
             self._saw(resp.body["revision"])  # a malformed answer fails here: ProtocolError
-            self.marks.check(key, counter)
+            self.marks.check(key, counter, revision=int(resp.body["revision"]))
             return dict(resp.body)
         raise AssertionError("unreachable")
 

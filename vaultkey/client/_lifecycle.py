@@ -124,7 +124,7 @@ def op_reencrypt(ops: Operations, prefix: str, *, rotate: bool, dry_run: bool = 
                                            "its writer's value stands", revision))
             continue
         ops._saw(resp.body["revision"])
-        ops.marks.check(key, counter)
+        ops.marks.check(key, counter, revision=int(resp.body["revision"]))
         action = "rotated" if rotate else "rewrapped"
         report.outcomes.append(Outcome(key, action, change, int(resp.body["revision"])))
     return report

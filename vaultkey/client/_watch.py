@@ -158,7 +158,7 @@ class WatchSession:
         if not self._decrypt:
             return WatchEvent("put", path, revision, **meta)
         try:
-            value = self._ops._decrypt(path, data).value
+            value = self._ops._decrypt(path, data, history=True).value
         except DecryptionError as exc:
             return WatchEvent("put", path, revision, error=exc, **meta)
         return WatchEvent("put", path, revision, value=value, **meta)

@@ -12,10 +12,11 @@ table of marks per proxy address, updated under a lock and replaced atomically, 
 two processes never lose each other's marks::
 
     >>> marks = Marks()
-    >>> marks.check("/app/db", 5)
-    >>> marks.check("/app/db", 7)
+    >>> marks.check("/app/db", 5, revision=10)
+    >>> marks.check("/app/db", 7, revision=12)
+    >>> marks.check("/app/db", 5, revision=10, history=True)  # a watch replaying history
     >>> try:
-    ...     marks.check("/app/db", 6)
+    ...     marks.check("/app/db", 6, revision=13)
     ... except RollbackDetected as exc:
     ...     print(exc.message[:28])
     counter 6 is lower than 7, t
@@ -47,19 +48,27 @@ class Marks:
         self.path = path
         self.scope = scope
         self._seen: dict[str, int] = {}
+        self._revisions: dict[str, int] = {}  # the etcd revision each mark was seen at
         self._loaded = path is None
-        self._pending: dict[str, int] | None = None  # inside batch(): saved at its end
+        # Inside batch(): the marks raised, saved at its end.
+        self._pending: dict[str, tuple[int, int]] | None = None
 
     def get(self, key: str) -> int:
         self._load()
         return self._seen.get(key, 0)
 
-    def check(self, key: str, counter: int) -> None:
+    def check(self, key: str, counter: int, *, revision: int = 0,
+              history: bool = False) -> None:
         """Refuse *counter* for *key* if it is below the mark; else raise the mark to it.
 
         Counter 0 means "not set" (a writer older than counters); it is accepted only
-        while the reader has no mark for the path."""
+        while the reader has no mark for the path. *history*: a watch replaying changes
+        from an older revision; a value from before the revision the mark was seen at is
+        history, not a rollback (a read of the current value never gets this benefit).
+        """
         mark = self.get(key)
+        if counter < mark and history and revision < self._revisions.get(key, 0):
+            return
         if counter < mark:
             raise RollbackDetected(
                 f"counter {counter} is lower than {mark}, the highest this reader "
@@ -69,10 +78,11 @@ class Marks:
                 "the file of VAULTKEY_MARKS (the CLI's: $XDG_STATE_HOME/vaultkey/marks.json)")
         if counter > mark:
             self._seen[key] = counter
+            self._revisions[key] = revision
             if self._pending is not None:
-                self._pending[key] = counter
+                self._pending[key] = (counter, revision)
             elif self.path is not None:
-                self._save({key: counter})
+                self._save({key: (counter, revision)})
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -97,20 +107,26 @@ class Marks:
             return
         self._loaded = True
         assert self.path is not None
-        self._seen.update(_read(self.path).get(self.scope, {}))
+        for key, (counter, revision) in _read(self.path).get(self.scope, {}).items():
+            self._seen[key], self._revisions[key] = counter, revision
 
-    def _save(self, raised: dict[str, int]) -> None:
+    def _save(self, raised: dict[str, tuple[int, int]]) -> None:
+        """Merge *raised* into the file under its lock: another process's higher marks win."""
         assert self.path is not None
         with _locked(self.path):
             data = _read(self.path)
             table = data.setdefault(self.scope, {})
-            for key, counter in raised.items():
-                table[key] = max(counter, int(table.get(key, 0)))
-            self._seen.update(table)
+            for key, mark in raised.items():
+                table[key] = max(mark, table.get(key, (0, 0)))
+            for key, (counter, revision) in table.items():
+                self._seen[key], self._revisions[key] = counter, revision
             _write(self.path, data)
 
 
-def _read(path: str) -> dict[str, dict[str, int]]:
+Table = dict[str, tuple[int, int]]  # path -> (counter, etcd revision it was seen at)
+
+
+def _read(path: str) -> dict[str, Table]:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -120,16 +136,22 @@ def _read(path: str) -> dict[str, dict[str, int]]:
         raise UsageError(f"cannot read the rollback marks file {path}: {exc}",
                          hint="fix or remove it (removing it forgets every mark)") from exc
     scopes = data.get("scopes") if isinstance(data, dict) else None
-    if data.get("version") != 1 or not isinstance(scopes, dict):
+    if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(scopes, dict):
         raise UsageError(f"{path} is not a vaultkey marks file (version 1)")
-    return {str(s): {str(k): int(v) for k, v in t.items()} for s, t in scopes.items()}
+    try:
+        return {str(s): {str(k): (int(v[0]), int(v[1])) for k, v in t.items()}
+                for s, t in scopes.items()}
+    except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise UsageError(f"{path} is not a vaultkey marks file (bad entry: {exc})") from exc
 
 
-def _write(path: str, scopes: dict[str, dict[str, int]]) -> None:
+def _write(path: str, scopes: dict[str, Table]) -> None:
     from vaultkey._files import write_private
 
     temporary = f"{path}.{os.getpid()}.tmp"
-    text = json.dumps({"version": 1, "scopes": scopes}, indent=1, sort_keys=True)
+    text = json.dumps({"version": 1, "scopes": {s: {k: list(v) for k, v in t.items()}
+                                                for s, t in scopes.items()}},
+                      indent=1, sort_keys=True)
     write_private(temporary, text.encode("utf-8"))
     os.replace(temporary, path)
 
