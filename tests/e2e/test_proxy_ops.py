@@ -195,19 +195,44 @@ def test_admin_tokens_rotate_with_sighup_and_no_restart(proxy_factory):
     proxy = proxy_factory()
     token_file = proxy.workdir / "admin-token"
     old, new = proxy.admin_token, secrets.token_urlsafe(32)
+    group = proxy.create_token("alpha")
+    answers: list[int] = []
+    stop = threading.Event()
 
     def status(token: str) -> int:
         with proxy.client(token) as c:
             return c.get("/v1/tokens").status_code
 
-    token_file.write_text(f"{old}\n# added for the rotation\n{new}\n")
-    proxy.proc.send_signal(signal.SIGHUP)
-    assert wait_until(lambda: status(new) == 200)
-    assert status(old) == 200  # both, while clients move over
-    token_file.write_text(f"{new}\n")
-    proxy.proc.send_signal(signal.SIGHUP)
-    assert wait_until(lambda: status(old) == 401)
-    assert status(new) == 200
+    def in_flight() -> None:  # group reads and admin listings on kept-alive connections
+        with proxy.client(group) as g, proxy.client(new) as admin:
+            while not stop.is_set():
+                answers.append(g.get("/v1/kv/alpha/", params={"list": "true"}).status_code)
+                code = admin.get("/v1/tokens").status_code
+                answers.append(200 if code in (200, 401) else code)  # 401 until it is added
+
+    def more(n: int = 20) -> None:
+        target = len(answers) + n
+        assert wait_until(lambda: len(answers) >= target)
+
+    worker = threading.Thread(target=in_flight)
+    worker.start()
+    try:
+        more()
+        token_file.write_text(f"{old}\n# added for the rotation\n{new}\n")
+        proxy.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: status(new) == 200)
+        assert status(old) == 200  # both, while clients move over
+        more()
+        token_file.write_text(f"{new}\n")
+        proxy.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: status(old) == 401)
+        assert status(new) == 200
+        more()
+    finally:
+        stop.set()
+        worker.join()
+    assert len(answers) >= 60 and set(answers) == {200}, set(answers)
+    print(f"\n{len(answers)} requests in flight across two SIGHUP reloads, all answered")
     token_file.write_text(f"{new}\n{'x' * 40}\n")  # a weak token: the whole file is refused
     proxy.proc.send_signal(signal.SIGHUP)
     assert wait_until(lambda: "admin token reload refused" in proxy.log_path.read_text())

@@ -110,5 +110,14 @@ def policy_explain(group: str, directory: str, path: str, capability: str) -> No
         state = ("one key" if len(keys) == 1 else
                  f"{len(keys)} keys: a rotation is under way; values are sealed to all of them")
         click.echo(f"keyring of {group} ({state}): " + ", ".join(k.key_id for k in keys))
+    signers = loaded.signers.get(group, ())
+    if signers:
+        click.echo(visible(f"signers of {group}: "
+                           + ", ".join(f"{name} ({k.key_id})" for name, k in signers)))
+    rule = None if is_prefix else loaded.policy_set.signature_rule(target)
+    if rule is not None:
+        writers = loaded.writers_for(target)
+        names = ", ".join(writers.names()) if writers is not None else ""
+        click.echo(visible(f"signature: {rule.describe()}; accepted writers: {names}"))
     if not decision.allowed:
         raise click.exceptions.Exit(PermissionDenied.exit_code)
