@@ -79,7 +79,7 @@ def test_rotation_story_new_key_rewrap_old_key_removed_concurrent_write_kept(lif
     concurrent = {paths[1]: b"written during the rewrap (done)",
                   paths[9]: b"written during the rewrap (pending)"}
     with _client(proxy, "alpha") as writer, _client(proxy, "alpha") as rewrapper:
-        def progress(done: int, total: int, path: str) -> None:
+        def progress(done: int, total: int, path: str, start: int) -> None:
             if done == 5:
                 for p, value in concurrent.items():
                     writer.set(p, value)
@@ -349,3 +349,45 @@ def test_get_json_shows_counter_and_no_signer_for_unsigned_values(lifecycle):
     raw = base64.b64decode(json.loads(ok(vk(proxy, "alpha", "get", "/alpha/plainjson",
                                              "-o", "json")))["value_base64"])
     assert raw == b"v"
+
+
+def test_an_interrupted_rotation_resumes_where_it_stopped(lifecycle):
+    """The async client too: interrupt a rotation half-way, resume it from its start revision,
+    and every value ends rotated exactly once."""
+    import asyncio
+
+    from vaultkey.client import AsyncClient
+
+    proxy = lifecycle
+    paths = [f"/alpha/resume/k{i}" for i in range(6)]
+    with _client(proxy, "alpha") as c:
+        for p in paths:
+            c.set(p, p.encode())
+    before = {p: _envelope(proxy, p) for p in paths}
+
+    class Interrupted(Exception):
+        pass
+
+    starts: list[int] = []
+
+    def progress(done: int, total: int, path: str, start: int) -> None:
+        starts.append(start)
+        if done == 4:
+            raise Interrupted
+
+    async def go() -> None:
+        async with AsyncClient(proxy.addr, proxy.tokens["alpha"], key=proxy.key_path("alpha"),
+                               trust=proxy.trust_dir(), cacert=str(proxy.ca_path)) as ac:
+            with pytest.raises(Interrupted):
+                await ac.rotate("/alpha/resume/", progress=progress)
+            report = await ac.rotate("/alpha/resume/", resume=starts[0])
+            actions = [o.action for o in report.outcomes]
+            assert actions.count("resumed") == 3 and actions.count("rotated") == 3, actions
+
+    asyncio.run(go())
+    for p in paths:
+        after = _envelope(proxy, p)
+        assert after.commitment != before[p].commitment
+        assert after.counter == before[p].counter + 1  # each value rotated once, not twice
+    run = vk(proxy, "alpha", "rotate", "/alpha/resume/", "--dry-run")
+    assert b"if this is interrupted, run it again with --resume" in run.stderr

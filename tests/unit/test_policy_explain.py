@@ -20,7 +20,7 @@ def test_explain_shows_the_group_signers_and_the_signature_a_path_requires(tmp_p
     from vaultkey.signkey import write_signing_keypair
 
     write_keypair(tmp_path / "g")
-    _key, pub = write_signing_keypair(tmp_path / "ci")
+    write_signing_keypair(tmp_path / "ci")
     (tmp_path / "g.toml").write_text(
         'group = "g"\nrecipients = ["g.pub"]\nsigners = ["ci.sigpub"]\n[[rules]]\n'
         'prefix = "/g/"\nallow = ["read", "write"]\n[[rules]]\nprefix = "/g/conf/"\n'

@@ -29,9 +29,16 @@ def _options(f: F) -> F:
     return f
 
 
-def _progress(done: int, total: int, path: str) -> None:
-    """A one-line progress bar on stderr, on a terminal only."""
-    if sys.stderr is None or not sys.stderr.isatty():
+def _progress(done: int, total: int, path: str, start: int) -> None:
+    """How to resume (first), then a one-line progress bar on stderr, on a terminal only."""
+    if sys.stderr is None:
+        return
+    if done == 0:
+        sys.stderr.write(f"{total} values at revision {start}; if this is interrupted, run it "
+                         f"again with --resume {start}\n")
+        sys.stderr.flush()
+        return
+    if not sys.stderr.isatty():
         return
     width = 30
     filled = width * done // max(total, 1)

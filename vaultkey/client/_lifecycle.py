@@ -38,7 +38,8 @@ from vaultkey.paths import validate_prefix
 if TYPE_CHECKING:
     from vaultkey.keys import PublicKey
 
-Progress = Callable[[int, int, str], object]  # (done, total, path)
+# (values reached, total, path, start revision): first called with (0, total, "", start).
+Progress = Callable[[int, int, str, int], object]
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,11 @@ def op_reencrypt(ops: Operations, prefix: str, *, rotate: bool, dry_run: bool = 
     report = Report(pfx, "rotate" if rotate else "rewrap", int(listing["revision"]), dry_run)
     ops._saw(report.start_revision)
     signer = ops.signing_key()
+    if progress is not None:
+        progress(0, len(entries), "", report.start_revision)
     for done, (key, entry) in enumerate(entries, 1):
         if progress is not None:
-            progress(done, len(entries), key)
+            progress(done, len(entries), key, report.start_revision)
         revision = int(entry["revision"])
         if resume is not None and revision > resume:
             report.outcomes.append(Outcome(key, "resumed", f"written at {revision}, after "
