@@ -105,10 +105,10 @@ class Marks:
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
         assert self.path is not None
         for key, (counter, revision) in _read(self.path).get(self.scope, {}).items():
             self._seen[key], self._revisions[key] = counter, revision
+        self._loaded = True  # only once read: a corrupt file keeps failing, never reads as 0
 
     def _save(self, raised: dict[str, tuple[int, int]]) -> None:
         """Merge *raised* into the file under its lock: another process's higher marks win."""
@@ -139,10 +139,17 @@ def _read(path: str) -> dict[str, Table]:
     if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(scopes, dict):
         raise UsageError(f"{path} is not a vaultkey marks file (version 1)")
     try:
-        return {str(s): {str(k): (int(v[0]), int(v[1])) for k, v in t.items()}
-                for s, t in scopes.items()}
-    except (TypeError, ValueError, IndexError, AttributeError) as exc:
+        return {str(s): {str(k): _mark(v) for k, v in t.items()} for s, t in scopes.items()}
+    except (TypeError, ValueError, AttributeError) as exc:
         raise UsageError(f"{path} is not a vaultkey marks file (bad entry: {exc})") from exc
+
+
+def _mark(value: object) -> tuple[int, int]:
+    """One entry: ``[counter, revision]``, two non-negative integers."""
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(type(v) is int and v >= 0 for v in value)):
+        raise ValueError(f"{value!r} is not [counter, revision]")
+    return value[0], value[1]
 
 
 def _write(path: str, scopes: dict[str, Table]) -> None:

@@ -64,40 +64,23 @@ class TrustStore:
     @classmethod
     def from_entries(cls, entries: Iterable[str], source: str = "trust store",
                      signers: Iterable[tuple[str, SigningPublicKey]] = ()) -> TrustStore:
-        ids: list[str] = []
-        named = list(signers)
-        required: dict[str, tuple[str, ...]] = {}
-        for n, raw in enumerate(entries, 1):
-            where = f"{source}:{n}"
-            entry = raw.split("#", 1)[0].strip()
-            words = entry.split()
-            if not entry:
-                continue
-            if _KEY_ID_RE.match(entry):
-                ids.append(entry)
-            elif entry.startswith("vkpub1_"):
-                ids.append(PublicKey.from_text(entry, where).key_id)
-            elif words[0] == "signer" and len(words) == 3 and _NAME_RE.match(words[1]):
-                named.append((words[1], SigningPublicKey.from_text(words[2], where)))
-            elif words[0] == "require-signature" and len(words) >= 3:
-                required[_prefix(words[1], where)] = tuple(words[2:])
-            else:
-                raise KeyFileError(
-                    f"{where}: not a key id (vk1_...), a public key (vkpub1_...), "
-                    "'signer NAME vksigpub1_...' or 'require-signature PREFIX NAME...'")
-        return cls(ids, source, signers=named, required=required)
+        found = _Entries(signers=list(signers))
+        found.read(entries, source)
+        return cls(found.ids, source, signers=found.signers, required=found.required)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrustStore:
         p = Path(path)
         try:
             if p.is_dir():
-                signers = [(f.name.removesuffix(".sigpub"), SigningPublicKey.load(f))
-                           for f in sorted(p.glob("*.sigpub"))]
-                lines = [ln for f in sorted(p.glob("*.trust"))
-                         for ln in f.read_text(encoding="utf-8").splitlines()]
-                lines += [PublicKey.load(f).key_id for f in sorted(p.glob("*.pub"))]
-                return cls.from_entries(lines, str(p), signers)
+                found = _Entries(ids=[PublicKey.load(f).key_id for f in sorted(p.glob("*.pub"))])
+                for f in sorted(p.glob("*.sigpub")):
+                    name = f.name.removesuffix(".sigpub")
+                    _check_name(name, str(f))
+                    found.signers.append((name, SigningPublicKey.load(f)))
+                for f in sorted(p.glob("*.trust")):  # each with its own file:line in errors
+                    found.read(f.read_text(encoding="utf-8").splitlines(), str(f))
+                return cls(found.ids, str(p), signers=found.signers, required=found.required)
             return cls.from_entries(p.read_text(encoding="utf-8").splitlines(), str(p))
         except OSError as exc:
             raise UsageError(f"cannot read trust store {p}: {exc.strerror}",
@@ -133,6 +116,45 @@ class TrustStore:
 
     def __len__(self) -> int:
         return len(self.key_ids)
+
+
+class _Entries:
+    """What trust store lines say, gathered over one or more files."""
+
+    def __init__(self, ids: list[str] | None = None,
+                 signers: list[tuple[str, SigningPublicKey]] | None = None) -> None:
+        self.ids = ids or []
+        self.signers = signers or []
+        self.required: dict[str, tuple[str, ...]] = {}
+
+    def read(self, lines: Iterable[str], source: str) -> None:
+        for n, raw in enumerate(lines, 1):
+            where = f"{source}:{n}"
+            entry = raw.split("#", 1)[0].strip()
+            words = entry.split()
+            if not entry:
+                continue
+            if _KEY_ID_RE.match(entry):
+                self.ids.append(entry)
+            elif entry.startswith("vkpub1_"):
+                self.ids.append(PublicKey.from_text(entry, where).key_id)
+            elif words[0] == "signer" and len(words) == 3 and _NAME_RE.match(words[1]):
+                self.signers.append((words[1], SigningPublicKey.from_text(words[2], where)))
+            elif words[0] == "require-signature" and len(words) >= 3:
+                prefix = _prefix(words[1], where)
+                # The same prefix on several lines (or files): any of their writers.
+                self.required[prefix] = tuple(dict.fromkeys(
+                    self.required.get(prefix, ()) + tuple(words[2:])))
+            else:
+                raise KeyFileError(
+                    f"{where}: not a key id (vk1_...), a public key (vkpub1_...), "
+                    "'signer NAME vksigpub1_...' or 'require-signature PREFIX NAME...'")
+
+
+def _check_name(name: str, source: str) -> None:
+    if not _NAME_RE.match(name):
+        raise KeyFileError(f"{source}: a signer's file name must be a valid signer name "
+                           "(letters, digits, '_', '.', '@', '-'; up to 64)")
 
 
 def _prefix(text: str, where: str) -> str:

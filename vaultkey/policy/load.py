@@ -134,7 +134,7 @@ def _strip_source(exc: KeyFileError | OSError, path: Path) -> str:
     """The key error's reason without the ``SOURCE: `` the key module prepends."""
     if not isinstance(exc, KeyFileError):
         return str(exc)
-    for source in (str(path), "inline public key"):
+    for source in (str(path), "inline public key", "inline public signing key"):
         if exc.message.startswith(source + ": "):
             return exc.message[len(source) + 2:]
     return exc.message
