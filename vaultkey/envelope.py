@@ -41,6 +41,10 @@ NONCE_BYTES = 24
 TAG_BYTES = 16
 SIGNATURE_BYTES = 64
 MAX_STANZAS = 255
+# Counters are (at least) the writer's clock in microseconds since the epoch; one more than a
+# day ahead of the checker's clock is refused, so that a planted counter (2**64 - 1, say)
+# cannot freeze a path for every reader (docs/FORMAT.md section 7).
+COUNTER_LEEWAY_US = 86_400 * 1_000_000
 
 # etcd refuses gRPC requests over 1.5 MiB (--max-request-bytes default). The
 # request also carries the key (root + path, at most ~1.1 KiB) and, for

@@ -5,6 +5,7 @@ values planted directly in etcd, and rollbacks seen by the SDK and by the CLI.""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import shutil
 import signal
@@ -86,14 +87,16 @@ def test_rotation_story_new_key_rewrap_old_key_removed_concurrent_write_kept(lif
 
         report = rewrapper.rewrap("/alpha/rot/", progress=progress)
     actions = {o.path: o.action for o in report.outcomes}
-    assert actions[paths[9]] == "concurrent"  # skipped and reported, never overwritten
+    # its swap lost: read again, it was already wrapped to both keys (the proxy held the
+    # concurrent write to the policy of the moment), so it is left as its writer wrote it
+    assert actions[paths[9]] == "current"
     assert sum(a == "rewrapped" for a in actions.values()) == len(paths) - 1
     for p in paths:
         env = _envelope(proxy, p)
         assert set(env.recipient_kids) == {old.public.kid, new.public.kid}
         if p not in concurrent:  # rewrap keeps the data key: the same key commitment
             assert env.commitment == before[p].commitment
-            assert env.counter == before[p].counter + 1
+            assert env.counter > before[p].counter
 
     # 2. it removes the old key, and rewraps again with the new key alone
     _reload(proxy, POLICIES["alpha.toml"].replace('recipients = ["alpha.pub"]',
@@ -171,7 +174,7 @@ def test_rotate_changes_every_data_key(lifecycle):
         assert after.commitment != before[p].commitment
         assert after.stanzas[0].wrapped != before[p].stanzas[0].wrapped
         assert after.ciphertext != before[p].ciphertext
-        assert after.counter == before[p].counter + 1
+        assert after.counter > before[p].counter
     with _client(proxy, "alpha") as c:
         assert set(c.get_many("/alpha/rotate/").values()) == {b"same plaintext"}
 
@@ -309,24 +312,25 @@ def test_a_restored_older_envelope_is_detected_by_sdk_and_cli_readers(lifecycle)
         assert ok(vk(proxy, "alpha", "get", path)) == b"recreated"
 
 
+def _counter_at(proxy, path: str, revision: int) -> int:
+    [entry] = proxy.store().load_run(path, path, 1, revision)
+    return Envelope.parse(entry.value).counter
+
+
 def test_writers_take_the_next_counter_with_compare_and_swap(lifecycle):
+    """Two writers race on one path: in etcd's history every write's counter is above the
+    one before it, so no two writes ever claimed the same number."""
     proxy = lifecycle
     path = "/alpha/counter/k"
+    revisions: list[int] = []
+    errors: list[BaseException] = []
     with _client(proxy, "alpha") as a, _client(proxy, "alpha") as b:
-        a.set(path, b"1")
-        first = _envelope(proxy, path).counter
-        b.set(path, b"2")
-        a.set(path, b"3")
-        assert _envelope(proxy, path).counter == first + 2
-
-        counters: list[int] = []
-        errors: list[BaseException] = []
+        revisions.append(a.set(path, b"first"))
 
         def hammer(client: Client, tag: str) -> None:
             try:
                 for i in range(15):
-                    client.set(path, f"{tag}{i}".encode())
-                    counters.append(_envelope(proxy, path).counter)
+                    revisions.append(client.set(path, f"{tag}{i}".encode()))
             except BaseException as exc:
                 errors.append(exc)
 
@@ -336,9 +340,48 @@ def test_writers_take_the_next_counter_with_compare_and_swap(lifecycle):
         for t in threads:
             t.join()
     assert not errors
-    final = _envelope(proxy, path).counter
-    assert final == first + 2 + 30  # 30 writes, each exactly one above the one before
-    print(f"\ncounter after 33 writes by two racing writers: {final - first + 1} steps")
+    counters = [_counter_at(proxy, path, r) for r in sorted(revisions)]
+    assert len(counters) == 31
+    assert all(x < y for x, y in itertools.pairwise(counters)), counters
+    print("\n31 writes by two racing writers: 31 distinct, increasing counters")
+
+
+def test_a_sequence_started_by_a_slow_clock_heals_at_the_next_write(lifecycle):
+    """The next counter is the previous one plus one, or the writer's clock if higher: a
+    value created by a writer whose clock was an hour slow is followed by normal ones."""
+    import time as _time
+
+    proxy = lifecycle
+    path = "/alpha/counter/slow"
+    alpha = [proxy.keys["alpha"].public]
+    slow = _time.time_ns() // 1000 - 3_600_000_000
+    proxy.store().put(path, encrypt(b"slow", path, alpha, counter=slow))
+    with _client(proxy, "alpha") as reader, _client(proxy, "alpha") as writer:
+        assert wait_until(lambda: reader.get(path) == b"slow")
+        writer.set(path, b"normal")
+        assert wait_until(lambda: reader.get(path) == b"normal")
+        assert _envelope(proxy, path).counter > slow + 3_000_000_000
+
+
+def test_a_planted_far_future_counter_cannot_freeze_a_path(lifecycle):
+    proxy = lifecycle
+    path = "/alpha/counter/future"
+    alpha = [proxy.keys["alpha"].public]
+    with proxy.client(proxy.tokens["alpha"]) as c:
+        r = c.put(f"/v1/kv{path}", content=encrypt(b"v", path, alpha, counter=2**64 - 1))
+        assert r.status_code == 422 and "ahead of the proxy's clock" in r.text
+    proxy.store().put(path, encrypt(b"planted", path, alpha, counter=2**64 - 1))
+    with _client(proxy, "alpha") as c:
+        def refused() -> bool:
+            try:
+                c.get(path)
+            except RollbackDetected as exc:
+                return "ahead of this machine's clock" in exc.message
+            return False
+
+        assert wait_until(refused)
+        c.set(path, b"repaired")  # the writer does not continue from the planted counter
+        assert wait_until(lambda: c.get(path) == b"repaired")
 
 
 def test_get_json_shows_counter_and_no_signer_for_unsigned_values(lifecycle):
@@ -364,6 +407,7 @@ def test_an_interrupted_rotation_resumes_where_it_stopped(lifecycle):
         for p in paths:
             c.set(p, p.encode())
     before = {p: _envelope(proxy, p) for p in paths}
+    versions = {p: proxy.store().get(p).version for p in paths}
 
     class Interrupted(Exception):
         pass
@@ -388,6 +432,70 @@ def test_an_interrupted_rotation_resumes_where_it_stopped(lifecycle):
     for p in paths:
         after = _envelope(proxy, p)
         assert after.commitment != before[p].commitment
-        assert after.counter == before[p].counter + 1  # each value rotated once, not twice
+        assert proxy.store().get(p).version == versions[p] + 1  # rotated once, not twice
     run = vk(proxy, "alpha", "rotate", "/alpha/resume/", "--dry-run")
     assert b"if this is interrupted, run it again with --resume" in run.stderr
+
+
+def test_rotate_never_re_signs_a_value_no_trusted_writer_signed(signed, tmp_path):
+    """An operator whose trust store requires nothing rotates with a signing key: an
+    unsigned value planted in etcd is reported as failed, not laundered into a signed one,
+    and the other values are still rotated."""
+    proxy, release_key, _release, _mallory = signed
+    with _client(proxy, "alpha", signing_key=str(release_key)) as c:
+        c.set("/alpha/signed/launder/good", b"genuine")
+    alpha = [proxy.keys["alpha"].public]
+    proxy.store().put("/alpha/signed/launder/planted",
+                      encrypt(b"attacker-db-url", "/alpha/signed/launder/planted", alpha))
+    lax = tmp_path / "lax-trust"
+    shutil.copytree(proxy.trust_dir(), lax)
+    (lax / "signatures.trust").unlink()  # this operator requires no signature anywhere
+    with _client(proxy, "alpha", trust=lax, signing_key=str(release_key)) as op:
+        report = op.rotate("/alpha/signed/launder/")
+    actions = {o.path: o for o in report.outcomes}
+    assert actions["/alpha/signed/launder/good"].action == "rotated"
+    bad = actions["/alpha/signed/launder/planted"]
+    assert bad.action == "failed" and "not re-signed" in bad.detail and bad.exit_code == 11
+    with _client(proxy, "alpha") as strict, pytest.raises(SignatureError, match="not signed"):
+        strict.get("/alpha/signed/launder/planted")
+    run = vk(proxy, "alpha", "rotate", "/alpha/signed/launder/", VAULTKEY_TRUST=str(lax),
+             VAULTKEY_SIGNING_KEY=str(release_key))
+    assert run.returncode == 11 and b"1 rotated, 1 failed" in run.stdout
+
+
+def test_one_bad_value_does_not_stop_a_rotation(lifecycle):
+    proxy = lifecycle
+    with _client(proxy, "alpha") as c:
+        for i in range(3):
+            c.set(f"/alpha/badone/k{i}", b"v")
+    proxy.store().put("/alpha/badone/k1", b"VKEY\x01 not an envelope")
+    run = vk(proxy, "alpha", "rotate", "/alpha/badone/", "-o", "json")
+    assert run.returncode == 7, run.stderr
+    actions = {v["path"]: v["action"] for v in json.loads(run.stdout)["values"]}
+    assert actions == {"/alpha/badone/k0": "rotated", "/alpha/badone/k1": "failed",
+                       "/alpha/badone/k2": "rotated"}
+
+
+def test_a_live_watch_refuses_a_restored_older_value(lifecycle):
+    proxy = lifecycle
+    path = "/alpha/watchroll/flag"
+    with _client(proxy, "alpha") as writer, _client(proxy, "alpha") as reader:
+        writer.set(path, b"old")
+        old = proxy.store().get(path)
+        new_revision = writer.set(path, b"new")
+        assert wait_until(lambda: reader.get(path) == b"new")
+        restored = proxy.store().put(path, old.value)
+        # resumed after the new value: the restore is a change after the mark, not history
+        with reader.watch("/alpha/watchroll/", since=new_revision) as events:
+            event = next(e for e in events if e.type == "put")
+        assert event.revision == restored
+        assert event.value is None and isinstance(event.error, RollbackDetected)
+
+
+def test_keep_lease_needs_an_existing_revision(lifecycle):
+    proxy = lifecycle
+    path = "/alpha/keeplease/x"
+    with proxy.client(proxy.tokens["alpha"]) as c:
+        r = c.put(f"/v1/kv{path}", params={"keep_lease": "true"}, headers={"If-Match": "0"},
+                  content=proxy.envelope(path, b"v"))
+        assert r.status_code == 422 and "keep_lease" in r.text

@@ -123,16 +123,21 @@ class Client(_Base):
         return Transport(self.settings, self._mounted)
 
     def _run(self, op: Op[T]) -> T:
-        from vaultkey.client._core import advance
+        from vaultkey.client._core import Pause, advance
         from vaultkey.errors import VaultkeyError
 
         done, step = advance(op, None)
         while not done:
-            answer: Any
-            try:
-                answer = self._wire.send(step)
-            except VaultkeyError as exc:
-                answer = exc
+            answer: Any = None
+            if isinstance(step, Pause):
+                import time
+
+                time.sleep(step.seconds)
+            else:
+                try:
+                    answer = self._wire.send(step)
+                except VaultkeyError as exc:
+                    answer = exc
             done, step = advance(op, answer)
         result: T = step
         return result
@@ -169,25 +174,29 @@ class Client(_Base):
         self._run(self._ops.op_delete(path, if_revision))
 
     def rewrap(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
-               progress: Progress | None = None) -> Report:
+               progress: Progress | None = None, sign_unverified: bool = False) -> Report:
         """Re-wrap every value under *prefix* to its current recipients, keeping each data
         key (for a reader added or a key retired that was not compromised). Each write is
-        a compare-and-swap: a value changed meanwhile is skipped and reported. *resume*:
-        an interrupted run's ``start_revision``."""
+        a compare-and-swap: a value changed meanwhile is read again, never overwritten.
+        *resume*: an interrupted run's ``start_revision``. With a signing key, values are
+        signed again only if a writer your trust store trusts signed them, unless
+        *sign_unverified*. A value that cannot be done is a ``failed`` outcome."""
         from vaultkey.client._lifecycle import op_reencrypt
 
         return self._run(op_reencrypt(self._ops, prefix, rotate=False, dry_run=dry_run,
-                                      resume=resume, progress=progress))
+                                      resume=resume, progress=progress,
+                                      sign_unverified=sign_unverified))
 
     def rotate(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
-               progress: Progress | None = None) -> Report:
+               progress: Progress | None = None, sign_unverified: bool = False) -> Report:
         """Re-encrypt every value under *prefix* under a fresh data key (a member removed,
         a key compromised). Old revisions stay readable with old keys until etcd
         compacts them, and a leaked key means the secret itself must change."""
         from vaultkey.client._lifecycle import op_reencrypt
 
         return self._run(op_reencrypt(self._ops, prefix, rotate=True, dry_run=dry_run,
-                                      resume=resume, progress=progress))
+                                      resume=resume, progress=progress,
+                                      sign_unverified=sign_unverified))
 
     def watch(self, prefix: str, since: int | None = None, *, decrypt: bool = True) -> Watch:
         """The changes under *prefix*, decrypted, as they happen (after revision *since*
@@ -238,16 +247,21 @@ class AsyncClient(_Base):
         self._wire = AsyncTransport(self.settings, self._mounted)
 
     async def _run(self, op: Op[T]) -> T:
-        from vaultkey.client._core import advance
+        from vaultkey.client._core import Pause, advance
         from vaultkey.errors import VaultkeyError
 
         done, step = advance(op, None)
         while not done:
-            answer: Any
-            try:
-                answer = await self._wire.send(step)
-            except VaultkeyError as exc:
-                answer = exc
+            answer: Any = None
+            if isinstance(step, Pause):
+                import asyncio
+
+                await asyncio.sleep(step.seconds)
+            else:
+                try:
+                    answer = await self._wire.send(step)
+                except VaultkeyError as exc:
+                    answer = exc
             done, step = advance(op, answer)
         result: T = step
         return result
@@ -281,20 +295,24 @@ class AsyncClient(_Base):
         await self._run(self._ops.op_delete(path, if_revision))
 
     async def rewrap(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
-                     progress: Progress | None = None) -> Report:
+                     progress: Progress | None = None,
+                     sign_unverified: bool = False) -> Report:
         """As :meth:`Client.rewrap`."""
         from vaultkey.client._lifecycle import op_reencrypt
 
         return await self._run(op_reencrypt(self._ops, prefix, rotate=False, dry_run=dry_run,
-                                            resume=resume, progress=progress))
+                                            resume=resume, progress=progress,
+                                            sign_unverified=sign_unverified))
 
     async def rotate(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
-                     progress: Progress | None = None) -> Report:
+                     progress: Progress | None = None,
+                     sign_unverified: bool = False) -> Report:
         """As :meth:`Client.rotate`."""
         from vaultkey.client._lifecycle import op_reencrypt
 
         return await self._run(op_reencrypt(self._ops, prefix, rotate=True, dry_run=dry_run,
-                                            resume=resume, progress=progress))
+                                            resume=resume, progress=progress,
+                                            sign_unverified=sign_unverified))
 
     def watch(self, prefix: str, since: int | None = None, *,
               decrypt: bool = True) -> AsyncWatch:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
@@ -36,19 +37,42 @@ if TYPE_CHECKING:
     from vaultkey.signkey import SigningKey
 
 T = TypeVar("T")
-Op = Generator[Request, Response, T]
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Not a request: the client waits *seconds* (a write's backoff after losing its own
+    compare-and-swap to a concurrent writer), then resumes the operation."""
+
+    seconds: float
+
+
+Op = Generator["Request | Pause", Response, T]
 # A secret key, a key file (or several, joined with os.pathsep), or a list of them.
 KeySource = Any
-_CAS_ATTEMPTS = 5  # a write's own compare-and-swap, lost to a concurrent writer, is retried
+_CAS_ATTEMPTS = 10  # a write's own compare-and-swap, lost to a concurrent writer, is retried
 _UNKNOWN = object()  # the recipients answer has no "current": the caller may not read
 
 
 def clock_counter() -> int:
-    """A path's first counter: microseconds since the Unix epoch (docs/FORMAT.md section 7),
-    so a path deleted and written again continues above its old counters."""
+    """The writer's clock in microseconds since the Unix epoch (docs/FORMAT.md section 7)."""
     import time
 
     return time.time_ns() // 1000
+
+
+def next_counter(previous: int, floor: int = 0) -> int:
+    """The counter of the write after one with counter *previous* (0: none or unknown):
+    one more, or the clock if that is higher (so a path deleted and written again, or a
+    sequence started by a writer whose clock was slow, lands above every older counter),
+    and never below *floor* (this client's own mark + 1). A *previous* more than a day ahead
+    of the clock is taken as planted and never continued from."""
+    from vaultkey.envelope import COUNTER_LEEWAY_US
+
+    now = clock_counter()
+    if previous > now + COUNTER_LEEWAY_US:
+        previous = 0
+    return max(previous + 1, now, floor)
 
 
 def advance(op: Op[T], response: Response | VaultkeyError | None) -> tuple[bool, Any]:
@@ -296,6 +320,11 @@ class Operations:
             except Conflict:
                 if own or not condition or attempt == _CAS_ATTEMPTS:
                     raise
+                from vaultkey.client._transport import backoff
+
+                # Why a jittered pause: two writers racing on one key in lockstep would
+                # otherwise keep taking each other's revision.
+                yield Pause(backoff(attempt - 1, 0.5) / 10)
                 continue
             self._saw(resp.body["revision"])  # a malformed answer fails here: ProtocolError
             self.marks.check(key, counter, revision=int(resp.body["revision"]))
@@ -307,12 +336,11 @@ class Operations:
         the recipients answer's ``current`` (None: no value; _UNKNOWN: not known)."""
         floor = self.marks.get(key) + 1
         if current is _UNKNOWN:
-            return max(clock_counter(), floor), {}
+            return next_counter(0, floor), {}
         if current is None:
-            return max(clock_counter(), floor), {"If-None-Match": "*"}
-        previous = int(current["counter"])
-        counter = previous + 1 if previous else clock_counter()
-        return max(counter, floor), {"If-Match": str(int(current["revision"]))}
+            return next_counter(0, floor), {"If-None-Match": "*"}
+        return (next_counter(int(current["counter"]), floor),
+                {"If-Match": str(int(current["revision"]))})
 
     def op_delete(self, path: str, if_revision: int | None) -> Op[None]:
         key = validate_key(path)

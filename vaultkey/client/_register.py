@@ -23,10 +23,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vaultkey.client._core import lease_params
+from vaultkey.client._core import Pause, lease_params
 from vaultkey.client._transport import Request, Response, backoff
 from vaultkey.errors import NotFound, ProtocolError, Unavailable, VaultkeyError
 from vaultkey.paths import validate_key
@@ -42,13 +41,6 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 5.0
 _LEASE_ID = re.compile(r"[0-9a-f]{16}")
-
-
-@dataclass(frozen=True)
-class Pause:
-    """A step of a plan: wait this long (the driver ends the plan if it is stopped)."""
-
-    seconds: float
 
 
 Step = Request | Pause

@@ -89,6 +89,9 @@ class WatchSession:
         self.prefix = validate_prefix(prefix)
         self.revision = None if since is None else _revision(since)
         """The resume point: every change up to it was delivered."""
+        # Only a watch asked to replay history (since=) may see a value older than a mark
+        # without it being a rollback: a live watch is held to its marks like a read.
+        self._replay = since is not None
         self.ended = False
         self._ops, self._decrypt = ops, decrypt
         if decrypt:
@@ -158,7 +161,7 @@ class WatchSession:
         if not self._decrypt:
             return WatchEvent("put", path, revision, **meta)
         try:
-            value = self._ops._decrypt(path, data, history=True).value
+            value = self._ops._decrypt(path, data, history=self._replay).value
         except DecryptionError as exc:
             return WatchEvent("put", path, revision, error=exc, **meta)
         return WatchEvent("put", path, revision, value=value, **meta)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Iterator
 
 from vaultkey.errors import RollbackDetected, UsageError
@@ -50,11 +51,13 @@ class Marks:
         self._seen: dict[str, int] = {}
         self._revisions: dict[str, int] = {}  # the etcd revision each mark was seen at
         self._loaded = path is None
+        self._stamp: tuple[int, int] | None = None  # the file's (mtime, size) when read
         # Inside batch(): the marks raised, saved at its end.
         self._pending: dict[str, tuple[int, int]] | None = None
 
     def get(self, key: str) -> int:
         self._load()
+        self._refresh()
         return self._seen.get(key, 0)
 
     def check(self, key: str, counter: int, *, revision: int = 0,
@@ -66,6 +69,13 @@ class Marks:
         from an older revision; a value from before the revision the mark was seen at is
         history, not a rollback (a read of the current value never gets this benefit).
         """
+        from vaultkey.envelope import COUNTER_LEEWAY_US
+
+        if counter > time.time_ns() // 1000 + COUNTER_LEEWAY_US:
+            raise RollbackDetected(
+                f"counter {counter} is more than a day ahead of this machine's clock: refused, "
+                "so that a planted counter cannot freeze this path for every reader",
+                hint="if the writer's clock is wrong, fix it and write the value again")
         mark = self.get(key)
         if counter < mark and history and revision < self._revisions.get(key, 0):
             return
@@ -109,6 +119,18 @@ class Marks:
         for key, (counter, revision) in _read(self.path).get(self.scope, {}).items():
             self._seen[key], self._revisions[key] = counter, revision
         self._loaded = True  # only once read: a corrupt file keeps failing, never reads as 0
+        self._stamp = _stamp(self.path)
+
+    def _refresh(self) -> None:
+        """Take in the marks other processes saved since we last read the file, so a stale
+        process never accepts what another already knows to be a rollback."""
+        if self.path is None or _stamp(self.path) == self._stamp:
+            return
+        table = _read(self.path).get(self.scope, {})
+        for key, (counter, revision) in table.items():
+            if counter > self._seen.get(key, 0):
+                self._seen[key], self._revisions[key] = counter, revision
+        self._stamp = _stamp(self.path)
 
     def _save(self, raised: dict[str, tuple[int, int]]) -> None:
         """Merge *raised* into the file under its lock: another process's higher marks win."""
@@ -121,6 +143,15 @@ class Marks:
             for key, (counter, revision) in table.items():
                 self._seen[key], self._revisions[key] = counter, revision
             _write(self.path, data)
+            self._stamp = _stamp(self.path)
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 Table = dict[str, tuple[int, int]]  # path -> (counter, etcd revision it was seen at)
@@ -160,6 +191,11 @@ def _write(path: str, scopes: dict[str, Table]) -> None:
                                                 for s, t in scopes.items()}},
                       indent=1, sort_keys=True)
     write_private(temporary, text.encode("utf-8"))
+    fd = os.open(temporary, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # a crash leaves the old file or the new one, never a torn one
+    finally:
+        os.close(fd)
     os.replace(temporary, path)
 
 

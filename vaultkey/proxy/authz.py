@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vaultkey.envelope import Envelope
+from vaultkey.envelope import COUNTER_LEEWAY_US, Envelope
 from vaultkey.errors import MalformedEnvelope, PermissionDenied, SignatureRequired
 from vaultkey.keys import PublicKey, format_key_id
 from vaultkey.policy.engine import Capability
@@ -106,9 +106,13 @@ class Authz:
         return Recipients(path, groups, self.escrow, self.policies.writers_for(path))
 
 
-def check_envelope(body: bytes, recipients: Recipients) -> Envelope:
-    """Parse *body* and check it against the recipients of its path (from authz)."""
+def check_envelope(body: bytes, recipients: Recipients, now_us: int | None = None) -> Envelope:
+    """Parse *body* and check it against the recipients of its path (from authz); with
+    *now_us* (the clock, in microseconds since the epoch), also its counter."""
     env = Envelope.parse(body)
+    if now_us is not None and env.counter > now_us + COUNTER_LEEWAY_US:
+        raise MalformedEnvelope("the envelope's counter is more than a day ahead of the "
+                                "proxy's clock (check the writer's clock)")
     if env.path != recipients.path:
         raise MalformedEnvelope(
             f"envelope is bound to {env.path!r}, not to the request path {recipients.path!r}"

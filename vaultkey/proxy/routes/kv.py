@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -143,12 +144,13 @@ async def kv_put(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
         ctx.authz.require_conditional(key)
     body = await read_body(request, limit=MAX_ENVELOPE_BYTES,
                            timeout=ctx.state.config.body_timeout, what="envelope")
-    check_envelope(body, ctx.authz.recipients_for(key))
+    check_envelope(body, ctx.authz.recipients_for(key), time.time_ns() // 1000)
     keep_lease = _flag(request, "keep_lease")
-    if keep_lease and (if_match is None or {"ttl", "lease"} & set(request.query_params)):
+    if keep_lease and (not if_match or {"ttl", "lease"} & set(request.query_params)):
         # Why If-Match: etcd keeps the lease of a key that exists; a rewrap names the
         # revision it re-encrypted, so a concurrent write is never overwritten either.
-        raise UsageError("keep_lease=true needs If-Match and no ttl or lease")
+        raise UsageError("keep_lease=true needs If-Match on an existing revision, and no ttl "
+                         "or lease")
     lease, ttl = await _lease_for(request, ctx)
     try:
         revision = await ctx.state.kv.put(key, body, if_revision=if_match,

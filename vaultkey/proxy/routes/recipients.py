@@ -45,8 +45,9 @@ async def recipients(path: str, ctx: GroupCtx) -> dict[str, Any]:
 
 async def _current(ctx: Ctx, key: str) -> dict[str, int] | None:
     """The revision and rollback counter of the value now at *key* (None: no value): a
-    writer's next counter is this one plus one, written with compare-and-swap."""
-    entry = await ctx.state.kv.get(key)
+    writer's next counter is this one plus one, written with compare-and-swap. Read from
+    etcd itself, never the read cache: a writer racing others must see the latest."""
+    entry = await ctx.state.store.get(key)
     if entry is None:
         return None
     try:
