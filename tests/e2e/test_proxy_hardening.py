@@ -10,7 +10,6 @@ import pytest
 
 from tests._helpers.wait import wait_until
 from vaultkey.crypto import SecretKey, encrypt
-from vaultkey.envelope import Envelope, Signature
 
 
 @pytest.mark.parametrize("value", ["²", "٣", "99999999999999999999", "9223372036854775808",
@@ -71,13 +70,21 @@ def test_deny_list_on_a_subprefix_is_not_bypassed_by_listing_the_parent(proxy):
     assert not [e for e in entries if e["path"].startswith("/alpha/hidden/")]
 
 
-def test_signed_envelopes_are_refused_until_signatures_are_verified(proxy):
-    env = Envelope.parse(proxy.envelope("/alpha/signed", b"v"))
-    signed = Envelope(env.path, env.counter, env.stanzas, env.commitment, env.nonce,
-                      env.ciphertext, Signature(b"s" * 16, b"g" * 64)).serialize()
+def test_a_signature_is_optional_where_no_rule_requires_one(proxy):
+    """Stored as it is; a reader that does not know the writer shows it as unverified."""
+    from vaultkey.client import Client
+    from vaultkey.signkey import SigningKey
+
+    writer = SigningKey.generate()
+    signed = encrypt(b"v", "/alpha/signed", [proxy.keys["alpha"].public], signer=writer)
     with proxy.client(proxy.tokens["alpha"]) as c:
-        r = c.put("/v1/kv/alpha/signed", content=signed)
-    assert r.status_code == 422 and "signed" in r.json()["error"]["message"]
+        assert c.put("/v1/kv/alpha/signed", content=signed).status_code == 200
+    with Client(proxy.addr, proxy.tokens["alpha"], key=proxy.key_path("alpha"),
+                cacert=str(proxy.ca_path)) as vk:
+        item = vk.read("/alpha/signed")
+    assert item.value == b"v" and item.signer is not None
+    assert (item.signer.key_id, item.signer.name, item.signer.verified) == (
+        writer.key_id, None, False)
 
 
 def test_client_disconnect_mid_body_is_not_a_500(proxy):
