@@ -27,7 +27,6 @@ import base64
 import functools
 import hashlib
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,13 +204,6 @@ class PublicKey:
 
 
 @functools.lru_cache(maxsize=256)
-def _sodium_verifier(raw: bytes) -> Any:
-    import nacl.signing
-
-    return nacl.signing.VerifyKey(raw)
-
-
-@functools.lru_cache(maxsize=256)
 def _ed25519(raw: bytes) -> Any:
     """The parsed key, once per key (parsing costs as much as a verification)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -249,21 +241,12 @@ class SigningPublicKey:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Whether *signature* is this key's Ed25519 signature of *message*."""
-        # Why two libraries: the proxy verifies too, and must not import nacl (the
-        # private-key library), so it uses `cryptography`; a client, which has libsodium
-        # loaded already, uses it. Both follow RFC 8032; tests/vectors is checked with both.
-        if len(signature) != SIGNATURE_BYTES:
-            return False
-        if "nacl.bindings" in sys.modules:  # a client: libsodium is loaded, and twice as fast
-            import nacl.exceptions
-
-            try:
-                _sodium_verifier(self.raw).verify(message, signature)
-            except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
-                return False
-            return True
+        # Why `cryptography` here and libsodium for signing: the proxy verifies too, and it
+        # must not import nacl (the private-key library). Both follow RFC 8032.
         from cryptography.exceptions import InvalidSignature
 
+        if len(signature) != SIGNATURE_BYTES:
+            return False
         try:
             _ed25519(self.raw).verify(signature, message)
         except (InvalidSignature, ValueError):
