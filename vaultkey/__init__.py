@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from vaultkey import errors as _errors
 from vaultkey._version import __version__
+from vaultkey.errors import (
+    CommandFailed as CommandFailed,
+)
 from vaultkey.errors import (  # re-exported: every error class is public
     Conflict as Conflict,
 )
@@ -57,6 +60,9 @@ from vaultkey.errors import (
 )
 from vaultkey.errors import (
     StoreError as StoreError,
+)
+from vaultkey.errors import (
+    TemplateError as TemplateError,
 )
 from vaultkey.errors import (
     Unauthenticated as Unauthenticated,

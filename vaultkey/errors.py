@@ -18,6 +18,8 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     │   ├── SignatureError           unsigned, or not signed by a trusted writer (exit 11)
     │   └── RollbackDetected         older than a value this reader already saw (exit 12)
     ├── UntrustedRecipient           the proxy named a key not in the trust store (exit 9)
+    ├── CommandFailed                a render check or reload command failed or timed out (exit 13)
+    ├── TemplateError                a template did not render: syntax, a missing key (exit 14)
     ├── PolicyError                  a policy file is invalid; carries file and line (exit 78)
     ├── NotFound                     no such key (exit 3)
     ├── PermissionDenied             the ACL says no (exit 4)
@@ -119,6 +121,14 @@ class UntrustedRecipient(VaultkeyError, exit_code=9):
     """A recipient key offered by the proxy is not in the client's trust store."""
 
 
+class CommandFailed(VaultkeyError, exit_code=13):
+    """A check or reload command of ``vaultkey render`` failed or ran out of time."""
+
+
+class TemplateError(VaultkeyError, exit_code=14):
+    """A template did not render (syntax, a missing or unloaded key, bad JSON)."""
+
+
 class PolicyError(VaultkeyError, http_status=500, code="policy_error", exit_code=78):
     """A policy file is invalid."""
 
@@ -171,6 +181,7 @@ class ProtocolError(VaultkeyError, exit_code=1):
 
 
 __all__ = [
+    "CommandFailed",
     "Conflict",
     "DecryptionError",
     "InvalidPath",
@@ -185,6 +196,7 @@ __all__ = [
     "SignatureError",
     "SignatureRequired",
     "StoreError",
+    "TemplateError",
     "Unauthenticated",
     "Unavailable",
     "UntrustedRecipient",

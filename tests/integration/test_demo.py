@@ -38,3 +38,10 @@ def test_product_demo_on_vaultkey_dev_passes(etcd_server):
     assert "plaintext visible in etcd: False" in out
     assert "-> exit 7" in out
     assert "processes left behind: 0" in out
+
+
+def test_service_discovery_demo_passes(etcd_server):
+    code, out, err = _run("scripts/demo_lb.py", timeout=180)
+    assert code == 0, out + err
+    assert "demo PASSED" in out
+    assert "server a 127.0.0.1:9001" in out and "dropped it" in out

@@ -33,7 +33,7 @@ COMMANDS = {
     "set": "kv", "get": "kv", "ls": "kv", "rm": "kv", "whoami": "kv", "completion": "kv",
     "keygen": "keys", "key": "keys", "token": "admin", "policy": "admin", "dev": "dev",
     "serve": "serve", "watch": "watch", "register": "watch",
-    "rewrap": "lifecycle", "rotate": "lifecycle",
+    "rewrap": "lifecycle", "rotate": "lifecycle", "exec": "exec", "render": "render",
 }
 
 _TREE_LINE = re.compile(r"── (\w+) +(.+?)(?: \(exit \d+\))?$", re.MULTILINE)

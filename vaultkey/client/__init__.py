@@ -39,11 +39,13 @@ from vaultkey.keys import PublicKey
 # (vaultkey.client.settings, so this package) at start-up, and must stay fast for
 # commands that never talk to the proxy.
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from vaultkey.client._core import Op
     from vaultkey.client._lifecycle import Progress, Report
+    from vaultkey.client._live import AsyncLive, Change, Live
     from vaultkey.client._register import AsyncRegistration, Registration
+    from vaultkey.client._snapshot import Snapshot
     from vaultkey.client._transport import Transport
     from vaultkey.client._watch import AsyncWatch, Watch, WatchSession
     from vaultkey.client.item import Item
@@ -198,6 +200,25 @@ class Client(_Base):
                                       resume=resume, progress=progress,
                                       sign_unverified=sign_unverified))
 
+    def snapshot(self, prefixes: Sequence[str] = (), keys: Sequence[str] = (), *,
+                 at: int | None = None) -> Snapshot:
+        """Every value under *prefixes* and each of *keys*, decrypted, all as of one etcd
+        revision (*at*, or the first read's): what a template rendered from several places
+        needs. Absent keys are left out."""
+        from vaultkey.client._snapshot import op_snapshot
+
+        return self._run(op_snapshot(self._ops, prefixes, keys, at))
+
+    def live(self, prefix: str, *, defaults: Mapping[str, bytes] | None = None,
+             on_change: Callable[[Change], object] | None = None) -> Live:
+        """A read-only mapping of the values under *prefix* that stays current: loaded with
+        one request at one revision, then kept up to date by the watch stream in a
+        background thread (reloaded after a resync or a proxy restart). Reads never touch
+        the network. ``with client.live(...) as cfg:`` stops it at the end."""
+        from vaultkey.client._live import Live
+
+        return Live(self, prefix, defaults=defaults, on_change=on_change)
+
     def watch(self, prefix: str, since: int | None = None, *, decrypt: bool = True) -> Watch:
         """The changes under *prefix*, decrypted, as they happen (after revision *since*
         if given, else from now); reconnects and resumes by itself. Each is a
@@ -313,6 +334,23 @@ class AsyncClient(_Base):
         return await self._run(op_reencrypt(self._ops, prefix, rotate=True, dry_run=dry_run,
                                             resume=resume, progress=progress,
                                             sign_unverified=sign_unverified))
+
+    async def snapshot(self, prefixes: Sequence[str] = (), keys: Sequence[str] = (), *,
+                       at: int | None = None) -> Snapshot:
+        """As :meth:`Client.snapshot`."""
+        from vaultkey.client._snapshot import op_snapshot
+
+        return await self._run(op_snapshot(self._ops, prefixes, keys, at))
+
+    async def live(self, prefix: str, *, defaults: Mapping[str, bytes] | None = None,
+                   on_change: Callable[[Change], object] | None = None) -> AsyncLive:
+        """As :meth:`Client.live`, kept current by a task on the running event loop
+        (loaded before this returns)."""
+        from vaultkey.client._live import AsyncLive
+
+        live = AsyncLive(self, prefix, defaults=defaults, on_change=on_change)
+        await live.start()
+        return live
 
     def watch(self, prefix: str, since: int | None = None, *,
               decrypt: bool = True) -> AsyncWatch:

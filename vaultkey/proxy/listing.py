@@ -41,10 +41,12 @@ class Listing:
     runs: list[list[str]] = field(default_factory=list)
 
 
-async def readable_keys(kv: KVStore, authz: Authz, prefix: str) -> Listing:
-    """Enumerate (keys only) what the caller may read and list under *prefix*."""
+async def readable_keys(kv: KVStore, authz: Authz, prefix: str,
+                        at: int | None = None) -> Listing:
+    """Enumerate (keys only) what the caller may read and list under *prefix* (at etcd
+    revision *at*, else the current one)."""
     out = Listing()
-    revision: int | None = None
+    revision: int | None = at
     for target, exact in authz.read_ranges(prefix):
         after: bytes | None = None
         while True:

@@ -61,7 +61,10 @@ _QUERY_DOC = {"parameters": [
     for name, text in (("list", "list the key names under the prefix (needs `list`)"),
                        ("recursive", "list and return every envelope under the prefix"),
                        ("consistent", "a linearizable read from etcd, never from the "
-                        "proxy's read cache"))]}
+                        "proxy's read cache"))] + [
+        {"name": "revision", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1},
+         "description": "read as of this etcd revision (one snapshot across requests)"}]}
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -79,44 +82,53 @@ def _flag(request: Request, name: str) -> bool:
             openapi_extra=_QUERY_DOC)
 async def kv_get(path: str, request: Request, ctx: GroupCtx) -> JSONResponse:
     recursive, listing = _flag(request, "recursive"), _flag(request, "list")  # both checked
-    kv = ctx.state.store if _flag(request, "consistent") else ctx.state.kv
+    at = _revision_header(request.query_params.get("revision"), "revision")
+    kv = ctx.state.store if _flag(request, "consistent") or at else ctx.state.kv
+    if at and at > await kv.ping():
+        raise UsageError(f"revision {at} is newer than etcd's current revision")
     if recursive:
-        return await _load_prefix(path, ctx, kv)
+        return await _load_prefix(path, ctx, kv, at)
     if listing:
-        return await _list_prefix(path, ctx, kv)
-    return await read_key(path, ctx, kv)
+        return await _list_prefix(path, ctx, kv, at)
+    return await read_key(path, ctx, kv, at)
 
 
-async def read_key(path: str, ctx: Ctx, kv: KVStore) -> JSONResponse:
-    """One envelope (also the proxy's fast path for plain GETs: vaultkey/proxy/fastpath.py)."""
+async def read_key(path: str, ctx: Ctx, kv: KVStore, at: int | None = None) -> JSONResponse:
+    """One envelope (also the proxy's fast path for plain GETs: vaultkey/proxy/fastpath.py);
+    with *at*, as it was at that etcd revision (the reads of one snapshot)."""
     if path.endswith("/") or path == "":
         raise InvalidPath(f"/{path} names a prefix; add ?list=true or ?recursive=true")
     key = validate_key("/" + path)
     ctx.audit.op, ctx.audit.path = "kv.read", key
     ctx.authz.require(Capability.READ, key)
-    entry = await kv.get(key)
+    if at:
+        found = await kv.load_run(key, key, 1, at)
+        entry = found[0] if found and found[0].path == key else None
+    else:
+        entry = await kv.get(key)
     if entry is None:
         raise NotFound(f"{key} not found")
     ctx.audit.revision = entry.mod_revision
     return JSONResponse(_entry_json(entry))
 
 
-async def _readable(path: str, ctx: Ctx, op: str, kv: KVStore) -> tuple[str, Listing]:
+async def _readable(path: str, ctx: Ctx, op: str, kv: KVStore,
+                    at: int | None) -> tuple[str, Listing]:
     prefix = validate_prefix("/" + path)
     ctx.audit.op, ctx.audit.path = op, prefix
     ctx.authz.require(Capability.LIST, prefix, is_prefix=True)
-    listing = await readable_keys(kv, ctx.authz, prefix)
+    listing = await readable_keys(kv, ctx.authz, prefix, at)
     ctx.audit.revision = listing.revision
     return prefix, listing
 
 
-async def _list_prefix(path: str, ctx: Ctx, kv: KVStore) -> JSONResponse:
-    prefix, listing = await _readable(path, ctx, "kv.list", kv)
+async def _list_prefix(path: str, ctx: Ctx, kv: KVStore, at: int | None) -> JSONResponse:
+    prefix, listing = await _readable(path, ctx, "kv.list", kv, at)
     return JSONResponse({"prefix": prefix, "revision": listing.revision, "keys": listing.keys})
 
 
-async def _load_prefix(path: str, ctx: Ctx, kv: KVStore) -> JSONResponse:
-    prefix, listing = await _readable(path, ctx, "kv.load", kv)
+async def _load_prefix(path: str, ctx: Ctx, kv: KVStore, at: int | None) -> JSONResponse:
+    prefix, listing = await _readable(path, ctx, "kv.load", kv, at)
     entries = await load_values(kv, listing, prefix)
     return JSONResponse({"prefix": prefix, "revision": listing.revision,
                          "entries": [_entry_json(e) for e in entries]})
