@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from vaultkey.durations import duration
 from vaultkey.errors import CommandFailed, TemplateError, UsageError
 from vaultkey.render.output import Target, apply, command_argv, unchanged
-from vaultkey.render.resource import duration, load_resource, mode
+from vaultkey.render.resource import load_resource, mode
 from vaultkey.render.template import Scope, render
 
 VALUES = {"/a/db/host": b"db", "/a/db/port": b"5432", "/a/svc/x": b"10.0.0.1:80",

@@ -65,7 +65,8 @@ def render(opts: GlobalOptions, template: str | None, dest: str | None,
     are unchanged. A failed check keeps the old file.
     """
     from vaultkey.client import Client
-    from vaultkey.render.resource import Resource, duration, template_spec
+    from vaultkey.durations import duration
+    from vaultkey.render.resource import Resource, template_spec
 
     if watching and once:
         raise click.UsageError("give --watch or --once, not both")

@@ -75,7 +75,7 @@ def _show(events: Iterable[WatchEvent], values: bool, as_json: bool) -> None:
         write_out(text.encode("utf-8", "surrogateescape") + b"\n")
 
 
-def _batches(events: Iterable[WatchEvent], debounce: float) -> Iterator[list[WatchEvent]]:
+def batches(events: Iterable[WatchEvent], debounce: float) -> Iterator[list[WatchEvent]]:
     """The events in batches: a batch ends after *debounce* seconds without a new event
     (or 10 debounces after its first one, so that a steady stream still makes batches)."""
     inbox: queue.Queue[WatchEvent | BaseException] = queue.Queue()
@@ -172,7 +172,7 @@ def watch_cmd(opts: GlobalOptions, prefix: str, values: bool, since: int | None,
         with client, changes:
             _show(changes, values, output == "json")
     else:  # the watch runs in a thread; the process ends it when it exits
-        for batch in _batches(changes, debounce):
+        for batch in batches(changes, debounce):
             _run(argv, batch)
 
 

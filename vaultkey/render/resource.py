@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vaultkey.durations import duration
 from vaultkey.errors import InvalidPath, UsageError
 from vaultkey.paths import validate_key, validate_prefix
 from vaultkey.render.output import DEFAULT_TIMEOUT, Target
@@ -34,7 +35,6 @@ from vaultkey.render.output import DEFAULT_TIMEOUT, Target
 _TOP = {"wait", "max_wait", "template"}
 _FIELDS = {"src", "dest", "prefixes", "keys", "mode", "owner", "group", "check_cmd",
            "reload_cmd", "timeout"}
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m)?")
 DEFAULT_WAIT = 0.5
 
 
@@ -65,16 +65,6 @@ class Resource:
     @property
     def keys(self) -> list[str]:
         return sorted({k for t in self.templates for k in t.keys})
-
-
-def duration(text: object, what: str) -> float:
-    """Seconds from ``"250ms"``, ``"2s"``, ``"1m"`` or a number of seconds."""
-    if isinstance(text, int | float) and not isinstance(text, bool) and text >= 0:
-        return float(text)
-    match = _DURATION.fullmatch(str(text).strip())
-    if match is None:
-        raise UsageError(f"{what}: {text!r} is not a duration (e.g. 500ms, 2s, 1m)")
-    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
 
 
 def mode(text: object, what: str) -> int:
