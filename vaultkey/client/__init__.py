@@ -57,7 +57,8 @@ B = TypeVar("B", bound="_Base")
 
 
 _LAZY = {"Item": "item", "WatchEvent": "_watch", "Watch": "_watch", "AsyncWatch": "_watch",
-         "Registration": "_register", "AsyncRegistration": "_register"}
+         "Registration": "_register", "AsyncRegistration": "_register", "Live": "_live",
+         "AsyncLive": "_live", "Change": "_live", "Snapshot": "_snapshot"}
 
 
 def __getattr__(name: str) -> Any:
@@ -386,5 +387,5 @@ class AsyncClient(_Base):
         await self.aclose()
 
 
-__all__ = ["AsyncClient", "AsyncRegistration", "AsyncWatch", "Client", "Item", "Registration",
-           "Watch", "WatchEvent"]
+__all__ = ["AsyncClient", "AsyncLive", "AsyncRegistration", "AsyncWatch", "Change", "Client",
+           "Item", "Live", "Registration", "Snapshot", "Watch", "WatchEvent"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -52,6 +53,9 @@ class Marks:
         self._revisions: dict[str, int] = {}  # the etcd revision each mark was seen at
         self._loaded = path is None
         self._stamp: tuple[int, int] | None = None  # the file's (mtime, size) when read
+        # Why a lock: a live view or a registration follows in another thread and checks
+        # values with the same client's marks.
+        self._lock = threading.RLock()
         # Inside batch(): the marks raised, saved at its end.
         self._pending: dict[str, tuple[int, int]] | None = None
 
@@ -69,6 +73,10 @@ class Marks:
         from an older revision; a value from before the revision the mark was seen at is
         history, not a rollback (a read of the current value never gets this benefit).
         """
+        with self._lock:
+            self._check(key, counter, revision, history)
+
+    def _check(self, key: str, counter: int, revision: int, history: bool) -> None:
         from vaultkey.envelope import COUNTER_LEEWAY_US
 
         if counter > time.time_ns() // 1000 + COUNTER_LEEWAY_US:
