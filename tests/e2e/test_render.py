@@ -231,3 +231,40 @@ def test_a_burst_of_20_writes_gives_exactly_one_reload(proxy, tmp_path):
 def test_usage_errors(proxy, args):
     result = vk(proxy, "alpha", "render", *args)
     assert result.returncode == 64
+
+
+def test_a_failed_check_is_retried_without_waiting_for_a_change(proxy, tmp_path):
+    """confd retries only at the next change; here the run is retried with backoff, so the
+    file appears once the check passes, with no new write."""
+    template, dest, marker = tmp_path / "t.j2", tmp_path / "out.conf", tmp_path / "ready"
+    template.write_text("v={{ get('/alpha/render/retry/v') }}\n")
+    with _client(proxy) as c:
+        c.set("/alpha/render/retry/v", b"1")
+    proc = popen([sys.executable, "-m", "vaultkey", "render", str(template), str(dest),
+                  "--prefix", "/alpha/render/retry/", "--watch",
+                  "--check-cmd", f"test -e {marker}"], env=proxy.env("alpha"),
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        assert not dest.exists()  # the check fails: nothing is put in place
+        marker.touch()
+        assert wait_until(dest.exists, timeout=15)
+        assert dest.read_text() == "v=1\n"
+    finally:
+        stop(proc)
+
+
+def test_owner_and_group_are_applied(proxy, tmp_path):
+    import grp
+    import pwd
+
+    me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    with _client(proxy) as c:
+        c.set("/alpha/render/own/v", b"x")
+        res = _resource(tmp_path, "{{ get('/alpha/render/own/v') }}", keys=["/alpha/render/own/v"],
+                        owner=me, group=group, mode="0640")
+        assert render_once(c, res).errors == []
+    st = (tmp_path / "out.conf").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (os.getuid(), os.getgid(), 0o640)
+    with pytest.raises(Exception, match="no such user"):
+        _resource(tmp_path, "x", keys=["/k"], owner="no-such-user-vaultkey")
