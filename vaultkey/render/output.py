@@ -6,9 +6,10 @@
    created 0600 with ``O_EXCL``, written and fsynced.
 3. Check: the check command runs on the staged file (``{{src}}``); if it fails or runs out
    of time, the staged file is removed and the destination is untouched.
-4. Owner and mode are set on the staged file, then it is renamed over the destination in
-   one step (a reader sees the old file or the new one, never a part), and the directory
-   is fsynced.
+4. The owner is set on the staged file, it is renamed over the destination in one step (a
+   reader sees the old file or the new one, never a part), its mode is set (through the
+   same descriptor: the staged file is never readable by others), and the directory is
+   fsynced.
 5. Reload: the reload command runs, only now, and only because the content changed.
 
 Commands are an argument list (no shell) or a string run by ``/bin/sh -c`` (as confd's),
@@ -63,22 +64,25 @@ def apply(target: Target, content: bytes) -> bool:
     if unchanged(target, content):
         return False
     staged = _stage(target, content)
+    fd = -1
     try:
         if target.check_cmd is not None:
             run(target.check_cmd, target, staged, "check")
         fd = os.open(staged, os.O_RDONLY)
-        try:
-            if target.uid is not None or target.gid is not None:
-                os.fchown(fd, -1 if target.uid is None else target.uid,
-                          -1 if target.gid is None else target.gid)
-            os.fchmod(fd, target.mode)
-        finally:
-            os.close(fd)
+        if target.uid is not None or target.gid is not None:
+            os.fchown(fd, -1 if target.uid is None else target.uid,
+                      -1 if target.gid is None else target.gid)
         os.replace(staged, target.dest)
+        # Why the mode after the rename, through the descriptor: the staged file is never
+        # readable by others; the file in place is the same inode, so nothing can swap it.
+        os.fchmod(fd, target.mode)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staged)
         raise
+    finally:
+        if fd >= 0:
+            os.close(fd)
     _fsync_dir(target.dest.parent)
     if target.reload_cmd is not None:
         run(target.reload_cmd, target, target.dest, "reload")
