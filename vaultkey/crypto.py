@@ -56,6 +56,7 @@ from vaultkey.keys import (
     KEY_BYTES,
     KID_BYTES,
     SECRET_TAG,
+    HasPublicKey,
     PublicKey,
     decode_key_text,
     encode_key_text,
@@ -72,7 +73,7 @@ DATA_KEY_BYTES = 32
 _HKDF_INFO = b"vaultkey v1"
 
 
-class SecretKey:
+class SecretKey(HasPublicKey[PublicKey]):
     """An X25519 secret key. Its repr never shows the key."""
 
     __slots__ = ("_public", "_raw")
@@ -87,14 +88,6 @@ class SecretKey:
     def generate(cls) -> SecretKey:
         _pk, sk = sodium.crypto_box_keypair()
         return cls(sk)
-
-    @property
-    def public(self) -> PublicKey:
-        return self._public
-
-    @property
-    def key_id(self) -> str:
-        return self._public.key_id
 
     def to_text(self) -> str:
         return encode_key_text(SECRET_TAG, self._raw)

@@ -27,8 +27,9 @@ import base64
 import functools
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 from vaultkey.errors import KeyFileError
 
@@ -156,51 +157,82 @@ def key_line(text: str, source: str) -> str:
     return keys[0]
 
 
-@dataclass(frozen=True)
-class PublicKey:
-    """An X25519 public key that values can be encrypted to."""
+K = TypeVar("K", bound="_PublicKeyText")
+P = TypeVar("P", bound="_PublicKeyText")
 
-    raw: bytes
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.raw, bytes) or len(self.raw) != KEY_BYTES:
-            raise KeyFileError("a public key is exactly 32 bytes")
+class HasPublicKey(Generic[P]):
+    """A secret key's public half and its id (the secret key classes live elsewhere)."""
+
+    __slots__ = ()
+    _public: P
 
     @property
-    def kid(self) -> bytes:
-        return key_id_bytes(self.raw)
+    def public(self) -> P:
+        return self._public
 
     @property
     def key_id(self) -> str:
-        return format_key_id(self.kid)
+        return self._public.key_id
+
+
+@dataclass(frozen=True)
+class _PublicKeyText:
+    """A 32-byte public key with a typed text form and a key file (shared by both kinds)."""
+
+    raw: bytes
+    # Each kind: its text tag, its name in messages, its key file's title, its key id
+    # (the 16-byte id, and how people see it).
+    _SPEC: ClassVar[tuple[str, str, str, Callable[[bytes], bytes], Callable[[bytes], str]]]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, bytes) or len(self.raw) != KEY_BYTES:
+            raise KeyFileError(f"a {self._SPEC[1]} is exactly 32 bytes")
+
+    @property
+    def kid(self) -> bytes:
+        return self._SPEC[3](self.raw)
+
+    @property
+    def key_id(self) -> str:
+        return self._SPEC[4](self.kid)
 
     def to_text(self) -> str:
-        return encode_key_text(PUBLIC_TAG, self.raw)
+        return encode_key_text(self._SPEC[0], self.raw)
 
     def to_file_text(self, comment: str = "") -> str:
-        head = "# vaultkey public key (X25519)\n"
+        head = f"# {self._SPEC[2]}\n"
         if comment:
             head += f"# {comment}\n"
         return f"{head}# key id: {self.key_id}\n{self.to_text()}\n"
 
     @classmethod
-    def from_text(cls, text: str, source: str = "public key") -> PublicKey:
-        return cls(decode_key_text(key_line(text, source), PUBLIC_TAG, source))
+    def from_text(cls: type[K], text: str, source: str | None = None) -> K:
+        where = source or cls._SPEC[1]
+        return cls(decode_key_text(key_line(text, where), cls._SPEC[0], where))
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> PublicKey:
-        """Load a ``.pub`` file (public keys may be world-readable)."""
+    def load(cls: type[K], path: str | os.PathLike[str]) -> K:
+        """Load a public key file (public keys may be world-readable)."""
         from pathlib import Path  # not at import: `vaultkey get` never reads a .pub file
 
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise KeyFileError(f"{p}: cannot read public key file: {exc}") from exc
+            raise KeyFileError(f"{p}: cannot read {cls._SPEC[1]} file: {exc}") from exc
         return cls.from_text(text, str(p))
 
     def __repr__(self) -> str:
-        return f"PublicKey({self.key_id})"
+        return f"{type(self).__name__}({self.key_id})"
+
+
+@dataclass(frozen=True, repr=False)
+class PublicKey(_PublicKeyText):
+    """An X25519 public key that values can be encrypted to."""
+
+    _SPEC = (PUBLIC_TAG, "public key", "vaultkey public key (X25519)", key_id_bytes,
+             format_key_id)
 
 
 @functools.lru_cache(maxsize=256)
@@ -211,33 +243,13 @@ def _ed25519(raw: bytes) -> Any:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-@dataclass(frozen=True)
-class SigningPublicKey:
+@dataclass(frozen=True, repr=False)
+class SigningPublicKey(_PublicKeyText):
     """A writer's Ed25519 public key: what policies and trust stores list to verify
     writer signatures (docs/FORMAT.md section 7). No secret material."""
 
-    raw: bytes
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.raw, bytes) or len(self.raw) != KEY_BYTES:
-            raise KeyFileError("a public signing key is exactly 32 bytes")
-
-    @property
-    def kid(self) -> bytes:
-        return signing_key_id_bytes(self.raw)
-
-    @property
-    def key_id(self) -> str:
-        return format_signing_key_id(self.kid)
-
-    def to_text(self) -> str:
-        return encode_key_text(SIGNING_PUBLIC_TAG, self.raw)
-
-    def to_file_text(self, comment: str = "") -> str:
-        head = "# vaultkey public signing key (Ed25519)\n"
-        if comment:
-            head += f"# {comment}\n"
-        return f"{head}# key id: {self.key_id}\n{self.to_text()}\n"
+    _SPEC = (SIGNING_PUBLIC_TAG, "public signing key", "vaultkey public signing key (Ed25519)",
+             signing_key_id_bytes, format_signing_key_id)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """Whether *signature* is this key's Ed25519 signature of *message*."""
@@ -253,25 +265,6 @@ class SigningPublicKey:
             return False
         return True
 
-    @classmethod
-    def from_text(cls, text: str, source: str = "public signing key") -> SigningPublicKey:
-        return cls(decode_key_text(key_line(text, source), SIGNING_PUBLIC_TAG, source))
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SigningPublicKey:
-        """Load a ``.sigpub`` file."""
-        from pathlib import Path
-
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyFileError(f"{p}: cannot read public signing key file: {exc}") from exc
-        return cls.from_text(text, str(p))
-
-    def __repr__(self) -> str:
-        return f"SigningPublicKey({self.key_id})"
-
-
-__all__ = ["KEY_BYTES", "KID_BYTES", "PublicKey", "SigningPublicKey", "format_key_id",
-           "format_signing_key_id", "key_id_bytes", "signing_key_id_bytes"]
+__all__ = ["KEY_BYTES", "KID_BYTES", "HasPublicKey", "PublicKey", "SigningPublicKey",
+           "format_key_id", "format_signing_key_id", "key_id_bytes", "signing_key_id_bytes"]

@@ -20,6 +20,7 @@ from vaultkey.errors import KeyFileError
 from vaultkey.keys import (
     KEY_BYTES,
     SIGNING_SECRET_TAG,
+    HasPublicKey,
     SigningPublicKey,
     decode_key_text,
     encode_key_text,
@@ -47,7 +48,7 @@ def write_keypair(name: str | os.PathLike[str], *, force: bool = False,
     return key_path, pub_path
 
 
-class SigningKey:
+class SigningKey(HasPublicKey[SigningPublicKey]):
     """A writer's Ed25519 signing key (its 32-byte seed). Its repr never shows the key.
 
     Writers sign envelopes with it (docs/FORMAT.md section 7); readers and the proxy
@@ -72,14 +73,6 @@ class SigningKey:
     @classmethod
     def generate(cls) -> SigningKey:
         return cls(os.urandom(KEY_BYTES))
-
-    @property
-    def public(self) -> SigningPublicKey:
-        return self._public
-
-    @property
-    def key_id(self) -> str:
-        return self._public.key_id
 
     def sign(self, message: bytes) -> bytes:
         return bytes(self._signer.sign(message).signature)

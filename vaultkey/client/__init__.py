@@ -107,6 +107,13 @@ class _Base:
     def settings(self) -> _settings.ClientSettings:
         return self._settings
 
+    def _reencrypt(self, prefix: str, rotate: bool, dry_run: bool, resume: int | None,
+                   progress: Progress | None, sign_unverified: bool) -> Op[Report]:
+        from vaultkey.client._lifecycle import op_reencrypt
+
+        return op_reencrypt(self._ops, prefix, rotate=rotate, dry_run=dry_run, resume=resume,
+                            progress=progress, sign_unverified=sign_unverified)
+
     def _watch_session(self, prefix: str, since: int | None, decrypt: bool) -> WatchSession:
         from vaultkey.client._watch import WatchSession
 
@@ -184,22 +191,16 @@ class Client(_Base):
         *resume*: an interrupted run's ``start_revision``. With a signing key, values are
         signed again only if a writer your trust store trusts signed them, unless
         *sign_unverified*. A value that cannot be done is a ``failed`` outcome."""
-        from vaultkey.client._lifecycle import op_reencrypt
-
-        return self._run(op_reencrypt(self._ops, prefix, rotate=False, dry_run=dry_run,
-                                      resume=resume, progress=progress,
-                                      sign_unverified=sign_unverified))
+        return self._run(self._reencrypt(prefix, False, dry_run, resume, progress,
+                                         sign_unverified))
 
     def rotate(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
                progress: Progress | None = None, sign_unverified: bool = False) -> Report:
         """Re-encrypt every value under *prefix* under a fresh data key (a member removed,
         a key compromised). Old revisions stay readable with old keys until etcd
         compacts them, and a leaked key means the secret itself must change."""
-        from vaultkey.client._lifecycle import op_reencrypt
-
-        return self._run(op_reencrypt(self._ops, prefix, rotate=True, dry_run=dry_run,
-                                      resume=resume, progress=progress,
-                                      sign_unverified=sign_unverified))
+        return self._run(self._reencrypt(prefix, True, dry_run, resume, progress,
+                                         sign_unverified))
 
     def snapshot(self, prefixes: Sequence[str] = (), keys: Sequence[str] = (), *,
                  at: int | None = None) -> Snapshot:
@@ -320,21 +321,15 @@ class AsyncClient(_Base):
                      progress: Progress | None = None,
                      sign_unverified: bool = False) -> Report:
         """As :meth:`Client.rewrap`."""
-        from vaultkey.client._lifecycle import op_reencrypt
-
-        return await self._run(op_reencrypt(self._ops, prefix, rotate=False, dry_run=dry_run,
-                                            resume=resume, progress=progress,
-                                            sign_unverified=sign_unverified))
+        return await self._run(self._reencrypt(prefix, False, dry_run, resume, progress,
+                                               sign_unverified))
 
     async def rotate(self, prefix: str, *, dry_run: bool = False, resume: int | None = None,
                      progress: Progress | None = None,
                      sign_unverified: bool = False) -> Report:
         """As :meth:`Client.rotate`."""
-        from vaultkey.client._lifecycle import op_reencrypt
-
-        return await self._run(op_reencrypt(self._ops, prefix, rotate=True, dry_run=dry_run,
-                                            resume=resume, progress=progress,
-                                            sign_unverified=sign_unverified))
+        return await self._run(self._reencrypt(prefix, True, dry_run, resume, progress,
+                                               sign_unverified))
 
     async def snapshot(self, prefixes: Sequence[str] = (), keys: Sequence[str] = (), *,
                        at: int | None = None) -> Snapshot:
