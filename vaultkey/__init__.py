@@ -47,6 +47,9 @@ from vaultkey.errors import (
     ProtocolError as ProtocolError,
 )
 from vaultkey.errors import (
+    RateLimited as RateLimited,
+)
+from vaultkey.errors import (
     RequestTimeout as RequestTimeout,
 )
 from vaultkey.errors import (

@@ -26,6 +26,7 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     ├── Unauthenticated              missing, bad, expired or revoked token (exit 5)
     ├── Conflict                     compare-and-swap or create-only lost (exit 6)
     ├── Unavailable                  etcd or the proxy cannot be reached (exit 8)
+    │   └── RateLimited              too many requests for a rate limit (HTTP 429)
     ├── StoreError                   etcd answered with an unexpected error (exit 8)
     └── ProtocolError                the server did not answer like a vaultkey proxy (exit 1)
 
@@ -172,6 +173,10 @@ class Unavailable(VaultkeyError, http_status=503, code="unavailable", exit_code=
         self.retryable = retryable
 
 
+class RateLimited(Unavailable, http_status=429, code="rate_limited"):
+    """A rate limit of the proxy refused the request; retry after ``retry_after`` seconds."""
+
+
 class StoreError(VaultkeyError, http_status=502, code="store_error", exit_code=8):
     """etcd answered with an error that is neither unavailability nor a conflict."""
 
@@ -191,6 +196,7 @@ __all__ = [
     "PermissionDenied",
     "PolicyError",
     "ProtocolError",
+    "RateLimited",
     "RequestTimeout",
     "RollbackDetected",
     "SignatureError",

@@ -54,6 +54,11 @@ _LIMITS: tuple[tuple[str, type, float, str], ...] = (
      "stream ends with a resync."),
     ("--cache-bytes", int, 256 * 1024 * 1024, "Memory for the read cache of the keyspace "
      "(0: off, every read goes to etcd); past it, reads go to etcd."),
+    ("--rate-limit", float, 0.0, "Requests per second per token (0: off); past it, 429."),
+    ("--address-rate-limit", float, 0.0, "Requests per second per client address (0: off)."),
+    ("--auth-failure-limit", float, 0.0, "Failed authentications per second per client "
+     "address (0: off); past it, that address gets 429 before its token is checked."),
+    ("--rate-burst", float, 0.0, "Requests a limit lets through at once (0: its rate)."),
 )
 
 

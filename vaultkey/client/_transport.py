@@ -35,6 +35,7 @@ from vaultkey.errors import (
     NotFound,
     PermissionDenied,
     ProtocolError,
+    RateLimited,
     RequestTimeout,
     SignatureRequired,
     StoreError,
@@ -354,7 +355,7 @@ def _not_a_proxy(raw: Any, addr: str) -> ProtocolError:
 # The errors a proxy answers with, each found by the http_status and code it declares.
 _WIRE: tuple[type[VaultkeyError], ...] = (
     Unauthenticated, PermissionDenied, NotFound, Conflict, ValueTooLarge, MalformedEnvelope,
-    SignatureRequired, UsageError, RequestTimeout, StoreError, Unavailable,
+    SignatureRequired, UsageError, RequestTimeout, StoreError, Unavailable, RateLimited,
 )
 _UNAUTHENTICATED_HINT = ("check VAULTKEY_TOKEN / --token-file; group tokens come from "
                          "`vaultkey token create`")

@@ -112,6 +112,10 @@ class ProxyConfig:
     idle_timeout: float = ConnectionLimits.idle_timeout
     body_timeout: float = ConnectionLimits.body_timeout
     handshake_timeout: float = ConnectionLimits.handshake_timeout
+    rate_limit: float = 0.0  # requests/s per token (0: off)
+    address_rate_limit: float = 0.0  # requests/s per client address (0: off)
+    auth_failure_limit: float = 0.0  # failed authentications/s per address (0: off)
+    rate_burst: float = 0.0  # bucket size of each limit (0: the limit's rate, at least 1)
 
     def check(self) -> None:
         """Refuse unsafe or inconsistent settings with a message naming the fix."""
@@ -156,6 +160,10 @@ class ProxyConfig:
             raise UsageError("--watch-queue must be between 16 and 1000000")
         if not 1 <= self.max_connections <= 1_000_000:
             raise UsageError("--max-connections must be between 1 and 1000000")
+        for name in ("rate_limit", "address_rate_limit", "auth_failure_limit", "rate_burst"):
+            if not 0 <= getattr(self, name) <= 1_000_000:
+                raise UsageError(f"--{name.replace('_', '-')} must be between 0 (off) and "
+                                 "1000000")
         if not 1024 <= self.max_header_bytes <= 1024 * 1024:
             raise UsageError("--max-header-bytes must be between 1024 and 1048576")
         return ConnectionLimits(

@@ -17,10 +17,17 @@ from urllib.parse import unquote_to_bytes
 from fastapi import Depends, Request
 from starlette.convertors import Convertor, register_url_convertor
 
-from vaultkey.errors import InvalidPath, PermissionDenied, UsageError
+from vaultkey.errors import (
+    InvalidPath,
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
+    UsageError,
+)
 from vaultkey.proxy.audit import SCOPE_KEY, AuditRecord
 from vaultkey.proxy.authz import Authz
 from vaultkey.proxy.cache import MIN_REVISION
+from vaultkey.proxy.ratelimit import Buckets
 from vaultkey.proxy.state import ProxyState
 from vaultkey.proxy.tokens import Caller, parse_token_id
 
@@ -68,14 +75,39 @@ async def context_for(state: ProxyState, request: Request) -> Ctx:
     # lets operators find who still uses a revoked or expired token. It is only a claim:
     # token_id is set once the token is verified.
     record.claimed_token_id = parse_token_id(token) if token else None
+    limits = state.limits
+    address = request.client.host if request.client else ""
+    if limits.active:
+        _limit(state, "address", limits.address, address)
+        _limit(state, "auth", limits.auth_failures, address, dry=True)
     # A cached token is checked on the event loop without I/O; only a miss reads etcd.
-    caller = state.tokens.check_cached(token) or await state.tokens.authenticate(token)
+    try:
+        caller = state.tokens.check_cached(token) or await state.tokens.authenticate(token)
+    except Unauthenticated:
+        if limits.auth_failures is not None:
+            limits.auth_failures.take(address)  # guessing tokens costs the address
+        raise
+    if limits.token is not None and caller.token_id:
+        _limit(state, "token", limits.token, caller.token_id)
     record.token_id, record.group, record.claimed_token_id = (
         caller.token_id, caller.group, None)
     minimum = request.headers.get("x-vaultkey-min-revision")
     if minimum is not None:
         MIN_REVISION.set(_min_revision(minimum))
     return Ctx(state, caller, record, token or "")
+
+
+def _limit(state: ProxyState, kind: str, buckets: Buckets | None, key: str, *,
+           dry: bool = False) -> None:
+    """429 if *key* has used up its *kind* rate limit (docs/OPERATIONS.md, "Rate limits")."""
+    if buckets is None:
+        return
+    wait = buckets.take(key, dry=dry)
+    if wait:
+        state.metrics.rate_limited.labels(kind).inc()
+        what = {"address": "requests from your address", "token": "requests with this token",
+                "auth": "failed authentications from your address"}[kind]
+        raise RateLimited(f"too many {what}; retry in {wait:.1f} s", retry_after=wait)
 
 
 def _min_revision(text: str) -> int:

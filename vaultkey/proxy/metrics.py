@@ -49,6 +49,10 @@ class Metrics:
             "vaultkey_admin_token_reloads", "admin token file reloads (SIGHUP) by result",
             ["result"], registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "vaultkey_rate_limited", "requests refused with 429, by limit (token, address, "
+            "auth: failed authentications of an address)", ["limit"], registry=self.registry,
+        )
         self.policy_groups = Gauge(
             "vaultkey_policy_groups", "groups in the live policy set", registry=self.registry
         )

@@ -27,6 +27,7 @@ from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.hub import Hub
 from vaultkey.proxy.metrics import Metrics
 from vaultkey.proxy.protocol import Counters
+from vaultkey.proxy.ratelimit import RateLimits
 from vaultkey.proxy.store.base import KVStore
 from vaultkey.proxy.tokens import TokenRegistry
 
@@ -57,6 +58,8 @@ class ProxyState:
         self.audit = audit
         self._on_close = on_close
         self.metrics = Metrics()
+        self.limits = RateLimits(config.rate_limit, config.address_rate_limit,
+                                 config.auth_failure_limit, config.rate_burst)
         self.connection_counters = Counters()
         self.metrics.watch_connections(self.connection_counters)
         self.metrics.watch_store(kv.counters)
