@@ -45,7 +45,7 @@ def test_32_writers_incrementing_through_two_replicas_lose_no_update(proxy_facto
                         conflicts[n] += 1
                         continue
                     acknowledged[n] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     start = time.monotonic()
