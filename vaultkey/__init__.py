@@ -35,6 +35,9 @@ from vaultkey.errors import (
     MalformedEnvelope as MalformedEnvelope,
 )
 from vaultkey.errors import (
+    NoSpace as NoSpace,
+)
+from vaultkey.errors import (
     NotFound as NotFound,
 )
 from vaultkey.errors import (

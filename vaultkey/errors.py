@@ -26,7 +26,8 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     ├── Unauthenticated              missing, bad, expired or revoked token (exit 5)
     ├── Conflict                     compare-and-swap or create-only lost (exit 6)
     ├── Unavailable                  etcd or the proxy cannot be reached (exit 8)
-    │   └── RateLimited              too many requests for a rate limit (HTTP 429)
+    │   ├── RateLimited              too many requests for a rate limit (HTTP 429)
+    │   └── NoSpace                  etcd is out of space: writes refused (HTTP 507)
     ├── StoreError                   etcd answered with an unexpected error (exit 8)
     └── ProtocolError                the server did not answer like a vaultkey proxy (exit 1)
 
@@ -177,6 +178,10 @@ class RateLimited(Unavailable, http_status=429, code="rate_limited"):
     """A rate limit of the proxy refused the request; retry after ``retry_after`` seconds."""
 
 
+class NoSpace(Unavailable, http_status=507, code="insufficient_storage"):
+    """etcd raised its NOSPACE alarm: it refuses writes until an operator frees space."""
+
+
 class StoreError(VaultkeyError, http_status=502, code="store_error", exit_code=8):
     """etcd answered with an error that is neither unavailability nor a conflict."""
 
@@ -192,6 +197,7 @@ __all__ = [
     "InvalidPath",
     "KeyFileError",
     "MalformedEnvelope",
+    "NoSpace",
     "NotFound",
     "PermissionDenied",
     "PolicyError",

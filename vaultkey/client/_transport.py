@@ -32,6 +32,7 @@ from vaultkey._net import is_loopback
 from vaultkey.errors import (
     Conflict,
     MalformedEnvelope,
+    NoSpace,
     NotFound,
     PermissionDenied,
     ProtocolError,
@@ -356,6 +357,7 @@ def _not_a_proxy(raw: Any, addr: str) -> ProtocolError:
 _WIRE: tuple[type[VaultkeyError], ...] = (
     Unauthenticated, PermissionDenied, NotFound, Conflict, ValueTooLarge, MalformedEnvelope,
     SignatureRequired, UsageError, RequestTimeout, StoreError, Unavailable, RateLimited,
+    NoSpace,
 )
 _UNAUTHENTICATED_HINT = ("check VAULTKEY_TOKEN / --token-file; group tokens come from "
                          "`vaultkey token create`")

@@ -25,6 +25,7 @@ import etcd3.exceptions
 import grpc
 
 from vaultkey.errors import (
+    NoSpace,
     StoreError,
     Unavailable,
     UsageError,
@@ -225,8 +226,11 @@ def map_rpc_error(exc: grpc.RpcError) -> StoreError | Unavailable | ValueTooLarg
         # A listing read at a revision that etcd compacted meanwhile: retrying is safe.
         return RevisionCompacted()
     if "space exceeded" in detail:
-        return StoreError("etcd is out of space (NOSPACE alarm): compact, defragment and "
-                          "disarm the alarm")
+        # Why its own answer (507, with the reason): the client can do nothing about it, and
+        # retrying will not help until an operator acts (docs/OPERATIONS.md runbook).
+        return NoSpace("etcd is out of space (NOSPACE alarm): writes are refused until an "
+                       "operator compacts, defragments and disarms the alarm; reads still work",
+                       retryable=False)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED or "too large" in detail:
         return ValueTooLarge(f"etcd refused the request as too large: {detail}")
     return StoreError(f"etcd error {code}: {detail}")
