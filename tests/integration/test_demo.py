@@ -45,3 +45,9 @@ def test_service_discovery_demo_passes(etcd_server):
     assert code == 0, out + err
     assert "demo PASSED" in out
     assert "server a 127.0.0.1:9001" in out and "dropped it" in out
+
+
+def test_backup_and_restore_rehearsal_reads_back_every_value(etcd_server):
+    code, out, err = _run("scripts/rehearse_restore.py", timeout=180)
+    assert code == 0, out + err
+    assert "restore rehearsal PASSED" in out and "200/200 values read back" in out
