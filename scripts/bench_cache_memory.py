@@ -32,10 +32,14 @@ def rss_mb(pid: int) -> float:
     return int(found.group(1)) / 1024 if found else 0.0
 
 
-def metric(st: Stack, name: str) -> float:
-    text = st.http().get("/metrics").text
+def metric_in(text: str, name: str) -> float:
+    """The value of the unlabelled Prometheus metric *name* in *text* (0 if absent)."""
     found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+def metric(st: Stack, name: str) -> float:
+    return metric_in(st.http().get("/metrics").text, name)
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ connections, and etcd's database size, against a real etcd and TLS proxy.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import threading
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_cache_memory import rss_mb
+from bench_cache_memory import metric_in, rss_mb
 from benchlib import wrk
 from benchlib.stack import Stack
 
@@ -32,9 +31,8 @@ from vaultkey.crypto import encrypt
 def _etcd_db_bytes(st: Stack) -> float:
     import httpx
 
-    text = httpx.get(st.etcd.url + "/metrics", timeout=10).text
-    found = re.search(r"^etcd_mvcc_db_total_size_in_bytes ([0-9.e+]+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+    return metric_in(httpx.get(st.etcd.url + "/metrics", timeout=10).text,
+                     "etcd_mvcc_db_total_size_in_bytes")
 
 
 def main() -> None:

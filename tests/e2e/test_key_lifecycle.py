@@ -121,12 +121,17 @@ def test_rotation_story_new_key_rewrap_old_key_removed_concurrent_write_kept(lif
     _reload(proxy, POLICIES["alpha.toml"], {old.key_id})
 
 
-def test_a_writer_racing_the_cli_rewrap_never_loses_a_write(lifecycle):
-    proxy = lifecycle
-    paths = [f"/alpha/race/k{i:02d}" for i in range(30)]
+def _seed(proxy, prefix: str, count: int, value: bytes) -> list[str]:
+    paths = [f"{prefix}k{i:02d}" for i in range(count)]
     with _client(proxy, "alpha") as c:
         for p in paths:
-            c.set(p, b"initial")
+            c.set(p, value)
+    return paths
+
+
+def test_a_writer_racing_the_cli_rewrap_never_loses_a_write(lifecycle):
+    proxy = lifecycle
+    paths = _seed(proxy, "/alpha/race/", 30, b"initial")
     last: dict[str, bytes] = {}
     stop = threading.Event()
 
@@ -159,10 +164,7 @@ def test_a_writer_racing_the_cli_rewrap_never_loses_a_write(lifecycle):
 
 def test_rotate_changes_every_data_key(lifecycle):
     proxy = lifecycle
-    paths = [f"/alpha/rotate/k{i}" for i in range(8)]
-    with _client(proxy, "alpha") as c:
-        for p in paths:
-            c.set(p, b"same plaintext")
+    paths = _seed(proxy, "/alpha/rotate/", 8, b"same plaintext")
     before = {p: _envelope(proxy, p) for p in paths}
     run = vk(proxy, "alpha", "rotate", "/alpha/rotate/")
     out, err = ok(run).decode(), run.stderr.decode()
