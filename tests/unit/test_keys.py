@@ -43,12 +43,17 @@ def test_keygen_refuses_to_overwrite(tmp_path, capsys):
     assert (tmp_path / "k.key").read_text() == before
 
 
+@pytest.mark.parametrize("kind", ["decryption", "signing"])
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
-def test_secret_key_readable_by_others_is_refused_with_fix(tmp_path, mode):
-    key, _ = write_keypair(tmp_path / "k")
+def test_secret_key_readable_by_others_is_refused_with_fix(tmp_path, mode, kind):
+    from vaultkey.signkey import SigningKey, write_signing_keypair
+
+    write, load = ((write_keypair, SecretKey.load) if kind == "decryption"
+                   else (write_signing_keypair, SigningKey.load))
+    key, _ = write(tmp_path / "k")
     key.chmod(mode)
     with pytest.raises(KeyFileError) as info:
-        SecretKey.load(key)
+        load(key)
     assert f"{mode:04o}" in info.value.message
     assert f"chmod 600 {key}" in info.value.diagnostics()
 

@@ -234,16 +234,6 @@ def test_write_signing_keypair_refuses_to_overwrite(tmp_path):
     assert key_path.read_text() != before
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
-def test_signing_key_readable_by_others_is_refused_with_fix(tmp_path, mode):
-    key_path, _ = write_signing_keypair(tmp_path / "w")
-    key_path.chmod(mode)
-    with pytest.raises(KeyFileError) as info:
-        SigningKey.load(key_path)
-    assert f"{mode:04o}" in info.value.message
-    assert f"chmod 600 {key_path}" in info.value.diagnostics()
-
-
 def test_public_signing_key_file_used_as_secret_is_named(tmp_path):
     _, pub_path = write_signing_keypair(tmp_path / "w")
     pub_path.chmod(0o600)
