@@ -27,7 +27,8 @@ and re-raised ``from exc``; callers never need to catch ``grpc.RpcError`` or
     ├── Conflict                     compare-and-swap or create-only lost (exit 6)
     ├── Unavailable                  etcd or the proxy cannot be reached (exit 8)
     │   ├── RateLimited              too many requests for a rate limit (HTTP 429)
-    │   └── NoSpace                  etcd is out of space: writes refused (HTTP 507)
+    │   ├── NoSpace                  etcd is out of space: writes refused (HTTP 507)
+    │   └── OutcomeUnknown           a write may or may not have been applied (exit 15)
     ├── StoreError                   etcd answered with an unexpected error (exit 8)
     └── ProtocolError                the server did not answer like a vaultkey proxy (exit 1)
 
@@ -180,6 +181,17 @@ class RateLimited(Unavailable, http_status=429, code="rate_limited"):
 
 class NoSpace(Unavailable, http_status=507, code="insufficient_storage"):
     """etcd raised its NOSPACE alarm: it refuses writes until an operator frees space."""
+
+
+class OutcomeUnknown(Unavailable, code="outcome_unknown", exit_code=15):
+    """A write was sent, and then etcd or the proxy failed before it answered: it may or may
+    not have been applied. Never retry it blindly; read the key to see what happened (a
+    compare-and-swap retried with its old revision is safe: it applies at most once)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or (
+            "read the key to see whether the write was applied before writing again"),
+            retryable=False)
 
 
 class StoreError(VaultkeyError, http_status=502, code="store_error", exit_code=8):

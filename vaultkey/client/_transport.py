@@ -34,6 +34,7 @@ from vaultkey.errors import (
     MalformedEnvelope,
     NoSpace,
     NotFound,
+    OutcomeUnknown,
     PermissionDenied,
     ProtocolError,
     RateLimited,
@@ -357,7 +358,7 @@ def _not_a_proxy(raw: Any, addr: str) -> ProtocolError:
 _WIRE: tuple[type[VaultkeyError], ...] = (
     Unauthenticated, PermissionDenied, NotFound, Conflict, ValueTooLarge, MalformedEnvelope,
     SignatureRequired, UsageError, RequestTimeout, StoreError, Unavailable, RateLimited,
-    NoSpace,
+    NoSpace, OutcomeUnknown,
 )
 _UNAUTHENTICATED_HINT = ("check VAULTKEY_TOKEN / --token-file; group tokens come from "
                          "`vaultkey token create`")
