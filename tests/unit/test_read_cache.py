@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from vaultkey.errors import Unavailable
 from vaultkey.proxy.cache import CachedKV, ReadCache
 from vaultkey.proxy.hub import Hub
 from vaultkey.proxy.store.memory import MemoryKV
@@ -97,7 +98,10 @@ def test_a_stalled_watch_is_noticed_by_its_fence_and_reads_go_to_the_store():
         await _until(lambda: cache.revision >= store.revision)
         store.paused = True  # the stream stays open but delivers nothing
         await store.put("/stall/k", b"new")
-        await _until(lambda: cache.stats.stalls >= 1, timeout=5)
+        async with asyncio.timeout(5):
+            while cache.stats.stalls < 1:  # reads ask for fences; the lost one is noticed
+                await kv.get("/stall/k")
+                await asyncio.sleep(0.02)
         entry = await kv.get("/stall/k")
         assert entry is not None and entry.value == b"new"
         store.paused = False
@@ -106,6 +110,63 @@ def test_a_stalled_watch_is_noticed_by_its_fence_and_reads_go_to_the_store():
         assert entry is not None and entry.value == b"new"
 
     _run(body, fence_interval=0.3, fence_timeout=0.1)
+
+
+def test_a_fence_that_cannot_be_written_stops_reads_from_memory_at_once():
+    """A member cut off from the others keeps its watch open but can write nothing: the
+    failed fence, not a timeout, sends reads to the store (which refuses them there)."""
+
+    class Partitioned(MemoryKV):
+        cut = False
+
+        async def fence(self) -> int:
+            if self.cut:
+                raise Unavailable("etcd has no leader")
+            return await super().fence()
+
+    async def go() -> None:
+        store = Partitioned()
+        cache = ReadCache(store, 1 << 20, fence_interval=0.05, fence_timeout=1.0)
+        hub = Hub(store, MemoryKV(), cache=cache)
+        await hub.start()
+        try:
+            await _until(cache.usable_now)
+            store.cut = True
+            async with asyncio.timeout(5):
+                while cache.usable_now():
+                    await cache.usable()  # a read: it asks for the next fence
+                    await asyncio.sleep(0.01)
+            assert not cache.synced
+            store.cut = False
+            await cache.usable()
+            await _until(cache.usable_now)
+        finally:
+            await hub.stop()
+
+    asyncio.run(go())
+
+
+def test_a_proof_older_than_max_lag_is_not_trusted_and_an_idle_cache_writes_no_fences():
+    async def go() -> None:
+        store = MemoryKV()
+        cache = ReadCache(store, 1 << 20, fence_interval=0.05, fence_timeout=1.0,
+                          max_lag=0.3)
+        hub = Hub(store, MemoryKV(), cache=cache)
+        await hub.start()
+        try:
+            await _until(cache.usable_now)
+            await asyncio.sleep(0.2)  # no reads: the fencer is idle
+            fences = len(store._fences)
+            await asyncio.sleep(0.4)
+            assert len(store._fences) == fences
+            assert not cache.usable_now()  # the last proof is older than max_lag
+            # A read wakes the fencer: proven again within the read-your-writes wait.
+            assert await cache.usable()
+            assert len(store._fences) == fences + 1
+        finally:
+            await hub.stop()
+
+    asyncio.run(go())
 
 
 def test_a_reconnect_is_not_trusted_until_its_fence_arrives():

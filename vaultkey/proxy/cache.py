@@ -16,14 +16,20 @@ When a read is answered from the cache (each a test in tests/):
   replica or worker. A revision the kv watch never reports (a token write) is
   reached with one fence; one the replica has never seen etcd reach goes to
   etcd at once;
-* **never stale**: while the hub's kv watch is down, the cache is loading,
-  or its catch-up since the (re)connect is not yet proven, reads go to etcd.
-  Catch-up is proven with a *fence*: the cache writes the namespace's marker
-  key and waits until the watch reports it (etcd delivers a watch's events in
-  revision order, so everything before it has arrived). A fence is written
-  after every (re)connect and every ``FENCE_INTERVAL`` seconds; one not seen
-  within ``FENCE_TIMEOUT`` marks the watch stalled, and reads go to etcd until
-  it is seen;
+* **never stale by more than** ``MAX_LAG`` (3 s), **even when partitioned**:
+  while the hub's kv watch is down, the cache is loading, or it has not been
+  *proven* current within the last ``MAX_LAG`` seconds, reads go to etcd.
+  Currency is proven with a *fence*: the cache writes the namespace's marker
+  key (a write, so it needs etcd's quorum) and waits until the watch reports
+  it (etcd delivers a watch's events in revision order, so everything
+  committed before the fence was sent has arrived). A fence is written after
+  every (re)connect, and every ``FENCE_INTERVAL`` (1 s) while reads are being
+  asked of the cache (an idle replica writes none). A fence that fails (no
+  quorum, no leader) or is not seen within ``FENCE_TIMEOUT`` marks the cache
+  unproven at once. So a replica whose etcd member is cut off from the others
+  (a partition, a frozen member) stops answering from memory within
+  ``MAX_LAG`` and its reads go to etcd, which refuses them ("no leader": 503)
+  rather than serve old data as current;
 * **linearizable on request**: ``?consistent=true`` reads etcd (routes use
   :attr:`CachedKV.direct`);
 * **bounded memory**: at most ``max_bytes`` (values, paths and a measured
@@ -54,8 +60,9 @@ log = logging.getLogger(__name__)
 ENTRY_OVERHEAD = 360  # bytes per cached key beyond path and value (measured: see OPERATIONS)
 RYW_WAIT = 0.2  # seconds a read waits for this replica's own write to come back
 CATCH_UP_AFTER = 0.02  # ... after which it asks for a fence to bring the cache up to date
-FENCE_INTERVAL = 10.0
-FENCE_TIMEOUT = 3.0
+FENCE_INTERVAL = 1.0  # seconds between fences while the cache is being read
+FENCE_TIMEOUT = 3.0  # a fence not seen this long after it was written marks a stall
+MAX_LAG = 3.0  # answer from memory only if proven current (a fence) this recently
 LOAD_PAGE = 1000
 # The revision the current request's reads must reflect (X-Vaultkey-Min-Revision; set per
 # request in deps.context_for). A made-up high one only sends that request to etcd.
@@ -82,10 +89,15 @@ class ReadCache:
     :meth:`down`), read by :class:`CachedKV`."""
 
     def __init__(self, kv: KVStore, max_bytes: int, *, fence_interval: float = FENCE_INTERVAL,
-                 fence_timeout: float = FENCE_TIMEOUT) -> None:
+                 fence_timeout: float = FENCE_TIMEOUT, max_lag: float = MAX_LAG) -> None:
         self.kv = kv
         self.max_bytes = max_bytes
         self.fence_interval, self.fence_timeout = fence_interval, fence_timeout
+        self.max_lag = max_lag
+        self._fence_sent = 0.0  # when the fence being waited for was written (monotonic)
+        self._proven_at = -1e9  # when the last fence seen was written: current as of then
+        self._demand = True  # reads were asked of the cache since the last fence
+        self._wake = asyncio.Event()  # a read found the proof too old: fence at once
         self.entries: dict[str, Entry] = {}
         self.keys: list[str] = []  # sorted (code point order is etcd's UTF-8 byte order)
         self.bytes = 0
@@ -141,6 +153,7 @@ class ReadCache:
         if self._fence_wanted and self._fence_seen >= self._fence_wanted:
             self._fence_wanted = 0
             self.synced = True
+            self._proven_at = self._fence_sent
 
     def stop(self) -> None:
         for task in list(self._tasks):
@@ -159,13 +172,17 @@ class ReadCache:
 
     def usable_now(self) -> bool:
         return (self.state == "ready" and self.live and self.synced
+                and time.monotonic() - self._proven_at <= self.max_lag
                 and self.revision >= max(self._needed, MIN_REVISION.get()))
 
     async def usable(self) -> bool:
         """Whether a read may be answered from memory (waiting briefly for a write it
         must reflect: this replica's own, or the request's X-Vaultkey-Min-Revision)."""
+        self._demand = True
         if self.usable_now():
             return True
+        if time.monotonic() - self._proven_at > self.max_lag:
+            self._wake.set()  # the proof is old (an idle replica): fence now, not next tick
         needed = max(self._needed, MIN_REVISION.get())
         # Only for a revision etcd is known to have reached: a made-up future one goes to etcd
         # at once (and can never make the replica write fences).
@@ -302,22 +319,39 @@ class ReadCache:
         log.info("read cache loaded: %d keys, %d bytes, revision %d", len(entries), size, at)
 
     async def _fence(self) -> None:
-        """Prove catch-up now, then keep proving it (a stalled watch is noticed)."""
+        """Prove currency now, then again every interval while reads are asked of the
+        cache; a failed fence or one not seen in time makes the cache unproven at once."""
         while self.live:
-            try:
-                self._fence_wanted = await self.kv.fence()
-                self.observe(self._fence_wanted)
-                self._check_fence()
-            except Unavailable:
-                await asyncio.sleep(1.0)
-                continue
-            await asyncio.sleep(self.fence_timeout)
-            if self._fence_wanted and self.synced:
-                self.synced = False
-                self.stats.stalls += 1
-                log.warning("the kv watch has not delivered a fence for %.1fs; reads go to "
-                            "etcd until it does", self.fence_timeout)
-            await asyncio.sleep(max(0.0, self.fence_interval - self.fence_timeout))
+            if self._demand or not self.synced:
+                self._demand = False
+                await self._prove()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.fence_interval)
+            self._wake.clear()
+
+    async def _prove(self) -> None:
+        sent = time.monotonic()
+        try:
+            wanted = await self.kv.fence()
+        except Unavailable as exc:
+            # No quorum (or no leader) for a write: nothing proves the watch is complete.
+            if self.synced:
+                log.warning("a fence could not be written (%s); reads go to etcd until one "
+                            "is", exc.message)
+            self.synced = False
+            return
+        self.observe(wanted)
+        self._fence_sent, self._fence_wanted = sent, wanted
+        self._check_fence()
+        deadline = sent + self.fence_timeout
+        while self._fence_wanted == wanted and (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), left)
+        if self._fence_wanted == wanted:
+            self.synced = False
+            self.stats.stalls += 1
+            log.warning("the kv watch has not delivered a fence for %.1fs; reads go to "
+                        "etcd until it does", self.fence_timeout)
 
 
 class CachedKV:

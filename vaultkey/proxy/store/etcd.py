@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -36,6 +36,7 @@ from vaultkey.proxy.store.base import (
 )
 from vaultkey.proxy.store.etcdaio import AioEtcd
 from vaultkey.proxy.store.etcdconn import EtcdConnection, EtcdSettings, parse_endpoint
+from vaultkey.proxy.store.outcome import maybe_applied, settle
 
 T = TypeVar("T")
 
@@ -259,22 +260,47 @@ class EtcdKV:
                                            mod_revision=int(if_revision)))
         put = rpc_pb2.PutRequest(key=key, value=value, lease=lease or 0,
                                  ignore_lease=keep_lease)
-        resp = await self._txn(compare, rpc_pb2.RequestOp(request_put=put))
-        if not resp.succeeded:
-            raise Conflict(conflict_message(path, if_revision, create_only))
-        return int(resp.header.revision)
+
+        async def send() -> int:
+            resp = await self._txn(compare, rpc_pb2.RequestOp(request_put=put))
+            if not resp.succeeded:
+                raise Conflict(conflict_message(path, if_revision, create_only))
+            return int(resp.header.revision)
+
+        return await self._write(path, key, value, if_revision, create_only, send)
+
+    async def _write(self, path: str, key: bytes, value: bytes | None,
+                     if_revision: int | None, create_only: bool,
+                     send: Callable[[], Awaitable[int]]) -> int:
+        """*send()*, with a lost answer settled honestly (:mod:`.outcome`)."""
+        try:
+            return await send()
+        except Unavailable as exc:
+            if not maybe_applied(exc):
+                raise
+            cause = exc
+
+        async def read() -> Any:
+            resp = await self._range(key)
+            return resp.kvs[0] if resp.kvs else None
+
+        return await settle(path, value, if_revision, create_only, read, send, cause)
 
     async def delete(self, path: str, *, if_revision: int | None = None) -> int:
         key = self.store._key(path)
         compare = [] if if_revision is None else [rpc_pb2.Compare(
             key=key, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.EQUAL,
             mod_revision=int(if_revision))]
-        resp = await self._txn(compare, rpc_pb2.RequestOp(
-            request_delete_range=rpc_pb2.DeleteRangeRequest(key=key)))
-        if not resp.succeeded:
-            raise Conflict(conflict_message(path, if_revision, False))
-        deleted = int(resp.responses[0].response_delete_range.deleted)
-        return int(resp.header.revision) if deleted else 0
+
+        async def send() -> int:
+            resp = await self._txn(compare, rpc_pb2.RequestOp(
+                request_delete_range=rpc_pb2.DeleteRangeRequest(key=key)))
+            if not resp.succeeded:
+                raise Conflict(conflict_message(path, if_revision, False))
+            deleted = int(resp.responses[0].response_delete_range.deleted)
+            return int(resp.header.revision) if deleted else 0
+
+        return await self._write(path, key, None, if_revision, False, send)
 
     async def fence(self) -> int:
         put = rpc_pb2.PutRequest(key=self._ns, value=b"fence")

@@ -30,11 +30,16 @@ import grpc.aio
 from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
 
 from vaultkey.errors import StoreError, Unavailable
-from vaultkey.proxy.store.etcdconn import _GRPC_OPTIONS, EtcdConnection, map_rpc_error
+from vaultkey.proxy.store.etcdconn import (
+    _GRPC_OPTIONS,
+    REQUIRE_LEADER,
+    EtcdConnection,
+    map_rpc_error,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Metadata = tuple[tuple[str, str], ...] | None
+Metadata = tuple[tuple[str, str], ...]
 
 
 class _Endpoint:
@@ -71,13 +76,13 @@ class AioEtcd:
 
     async def _metadata(self, endpoint: _Endpoint) -> Metadata:
         if not self.settings.user:
-            return None
+            return REQUIRE_LEADER
         if endpoint.token is None:
             request = rpc_pb2.AuthenticateRequest(name=self.settings.user,
                                                   password=self.settings.password or "")
             response = await endpoint.auth.Authenticate(request, timeout=self.settings.timeout)
             endpoint.token = str(response.token)
-        return (("token", endpoint.token),)
+        return (("token", endpoint.token), *REQUIRE_LEADER)
 
     async def call(self, fn: Callable[[Any, Metadata], Awaitable[T]], *,
                    idempotent: bool = True) -> T:
@@ -93,12 +98,15 @@ class AioEtcd:
                 except grpc.RpcError as exc:
                     raise map_rpc_error(exc) from exc
             except Unavailable as exc:
+                # Move on from a failing endpoint whatever happens next: the caller may
+                # read back a write whose answer was lost (.outcome), and should not wait
+                # on the endpoint that just failed.
+                self._current += 1
                 attempts -= 1
                 if attempts <= 0 or not (idempotent or exc.retryable):
                     raise
                 log.warning("etcd endpoint %s failed (%s); trying the next one",
                             endpoint.label, exc.__cause__ or exc.message)
-                self._current += 1
             except StoreError as exc:
                 if "auth token" not in exc.message or reauthenticated:
                     raise

@@ -41,6 +41,17 @@ _UNAVAILABLE_CODES = {
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.CANCELLED,
 }
+# etcd's answer to a request with ``hasleader`` metadata on a member that lost its leader
+# (partitioned, or quorum lost): refused before anything was proposed.
+_NO_LEADER = "no leader"
+# gRPC's words for a call that failed before it was sent (no connection to the endpoint).
+_NOT_SENT = ("failed to connect", "Connection refused", "connection refused",
+             "Failed to connect", "DNS resolution failed", "No route to host",
+             "empty address list")
+# Sent with every request: a member without a leader answers "no leader" at once instead
+# of serving a possibly stale read, queueing a proposal it cannot commit, or keeping a
+# watch open that will never see another change (clientv3's WithRequireLeader).
+REQUIRE_LEADER = (("hasleader", "true"),)
 _UNAVAILABLE_ERRORS = (
     etcd3.exceptions.ConnectionFailedError,
     etcd3.exceptions.ConnectionTimeoutError,
@@ -220,8 +231,15 @@ def map_rpc_error(exc: grpc.RpcError) -> StoreError | Unavailable | ValueTooLarg
     code = exc.code() if hasattr(exc, "code") else None
     detail = str(exc.details() if hasattr(exc, "details") else exc)
     if code in _UNAVAILABLE_CODES:
+        if _NO_LEADER in detail:
+            return Unavailable("etcd has no leader (the member this proxy reached cannot see "
+                               "a quorum): nothing was applied", retry_after=1.0)
+        # retryable means "surely not applied": only a request that never left (no
+        # connection) may go to the next endpoint. Anything else (a reset, a timeout,
+        # "request timed out", "leader changed") may have been applied.
         return Unavailable("etcd is unavailable", retry_after=1.0,
-                           retryable=code == grpc.StatusCode.UNAVAILABLE)
+                           retryable=code == grpc.StatusCode.UNAVAILABLE
+                           and any(s in detail for s in _NOT_SENT))
     if "required revision has been compacted" in detail:
         # A listing read at a revision that etcd compacted meanwhile: retrying is safe.
         return RevisionCompacted()
@@ -236,4 +254,5 @@ def map_rpc_error(exc: grpc.RpcError) -> StoreError | Unavailable | ValueTooLarg
     return StoreError(f"etcd error {code}: {detail}")
 
 
-__all__ = ["EtcdConnection", "EtcdSettings", "map_rpc_error", "parse_endpoint"]
+__all__ = ["REQUIRE_LEADER", "EtcdConnection", "EtcdSettings", "map_rpc_error",
+           "parse_endpoint"]
