@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 import trustme
-from etcd3 import etcdrpc
-from etcd3.etcdrpc import auth_pb2
 
 from tests._helpers.procs import start_etcd
 from tests.e2e.test_cli import ok, vk
+from vaultkey._dev.cluster import least_privilege
 from vaultkey._dev.etcdproc import EtcdTLS
 from vaultkey.errors import StoreError
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
@@ -18,29 +17,16 @@ from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
 ROOT = "/vaultkey"
 
 
-def _prefix_end(prefix: bytes) -> bytes:
-    return prefix[:-1] + bytes([prefix[-1] + 1])
-
-
 def _least_privilege(url: str, ca: str) -> None:
-    """What OPERATIONS.md, "etcd RBAC", does with etcdctl: root for the operator, and a
-    role that may read and write ROOT/ only, for the proxy's user."""
-    admin = EtcdConnection(EtcdSettings(endpoints=[url], ca_cert=ca))
+    """Another application's key, then what OPERATIONS.md, "etcd RBAC", does with etcdctl:
+    root for the operator, and a role that may read and write ROOT/ only, for the proxy."""
+    other = EtcdConnection(EtcdSettings(endpoints=[url], ca_cert=ca))
     try:
-        auth = admin.client().authstub
-        auth.UserAdd(etcdrpc.AuthUserAddRequest(name="root", password="rootpw"))
-        auth.UserGrantRole(etcdrpc.AuthUserGrantRoleRequest(user="root", role="root"))
-        auth.RoleAdd(etcdrpc.AuthRoleAddRequest(name="vaultkey"))
-        key = (ROOT + "/").encode()
-        auth.RoleGrantPermission(etcdrpc.AuthRoleGrantPermissionRequest(
-            name="vaultkey", perm=auth_pb2.Permission(permType=auth_pb2.Permission.READWRITE,
-                                                     key=key, range_end=_prefix_end(key))))
-        auth.UserAdd(etcdrpc.AuthUserAddRequest(name="vaultkey", password="proxy-password"))
-        auth.UserGrantRole(etcdrpc.AuthUserGrantRoleRequest(user="vaultkey", role="vaultkey"))
-        admin.client().put(b"/other-app/secret", b"not vaultkey's")
-        auth.AuthEnable(etcdrpc.AuthEnableRequest())
+        other.client().put(b"/other-app/secret", b"not vaultkey's")
     finally:
-        admin.close()
+        other.close()
+    least_privilege(url, ca, ROOT, user="vaultkey", password="proxy-password",
+                    root_password="rootpw")
 
 
 def test_the_proxy_works_with_a_user_limited_to_its_root(proxy_factory, tmp_path):

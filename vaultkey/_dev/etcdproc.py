@@ -134,12 +134,16 @@ class EtcdProcess:
         etcd._spawn(timeout)
         return etcd
 
-    def _spawn(self, timeout: float) -> None:
+    def launch(self) -> None:
+        """Start the process without waiting (a cluster's members wait for each other)."""
         with open(self.log_path, "ab") as log_fh:
             self.proc = subprocess.Popen(
                 self.args, stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+
+    def _spawn(self, timeout: float) -> None:
+        self.launch()
         try:
             self.wait_ready(timeout)
         except BaseException:
