@@ -74,12 +74,21 @@ def _exports(addr: str, root: Path, token: str) -> list[str]:
 Examples:
   vaultkey dev                          # temporary; everything is removed on Ctrl-C
   vaultkey dev --dir ~/.vaultkey-dev    # keep etcd data, keys and tokens for next time
+  vaultkey dev --cluster 3 --replicas 2 --lb haproxy   # the production layout, locally
   source <dir>/env                      # the exports, from another shell""")
 @click.option("--dir", "directory", type=click.Path(file_okay=False),
               help="Keep all state here and reuse it next time (default: a temp dir).")
 @click.option("--listen", default="127.0.0.1:8443", show_default=True,
-              help="Proxy address (loopback).")
-def dev(directory: str | None, listen: str) -> None:
+              help="Proxy address (loopback); replicas take the following ports.")
+@click.option("--cluster", "members", type=click.IntRange(0, 7), default=0,
+              help="Run an etcd cluster of this many members (3 or 5) with TLS between "
+              "them and a least-privilege etcd user for the proxies.")
+@click.option("--replicas", type=click.IntRange(1, 16), default=None,
+              help="Proxy replicas with --cluster (default 2), on consecutive ports.")
+@click.option("--lb", type=click.Choice(["haproxy", "nginx"]),
+              help="With --cluster, print a load-balancer configuration for the replicas.")
+def dev(directory: str | None, listen: str, members: int, replicas: int | None,
+        lb: str | None) -> None:
     """Run etcd, a throwaway CA and the TLS proxy locally, for development."""
     import logging
 
@@ -94,7 +103,9 @@ def dev(directory: str | None, listen: str) -> None:
     host, port = split_listen(listen)
     if not is_loopback(host):
         raise UsageError("vaultkey dev only listens on loopback addresses")
-    check_can_listen(host, port)
+    _check_cluster_options(members, replicas, lb)
+    for offset in range(replicas or (2 if members else 1)):
+        check_can_listen(host, port + offset)
     # Until the proxy runs, SIGTERM and SIGHUP also go through the cleanup below.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
@@ -107,6 +118,11 @@ def dev(directory: str | None, listen: str) -> None:
     etcd = None
     try:
         state = _prepare(root)
+        if members:
+            from vaultkey._cli.devcluster import run_cluster
+
+            run_cluster(root, state, host, port, members, replicas or 2, lb, keep)
+            return
         ports = state.setdefault("etcd_ports", [free_port(), free_port()])
         (root / "state.json").write_text(json.dumps(state, indent=2))
         try:
@@ -142,6 +158,16 @@ def dev(directory: str | None, listen: str) -> None:
             shutil.rmtree(root, ignore_errors=True)
         click.echo("vaultkey dev stopped" + ("" if keep else "; temporary state removed"),
                    err=True)
+
+
+def _check_cluster_options(members: int, replicas: int | None, lb: str | None) -> None:
+    from vaultkey.errors import UsageError
+
+    if members and members % 2 == 0:
+        raise UsageError(f"--cluster {members}: use an odd number of members (3 or 5); an "
+                         "even one tolerates no more failures than one member fewer")
+    if (replicas is not None or lb) and not members:
+        raise UsageError("--replicas and --lb go with --cluster (e.g. --cluster 3)")
 
 
 def _announce(exports: list[str], root: Path, etcd: Any, keep: bool) -> None:

@@ -30,7 +30,7 @@ from types import TracebackType
 
 from vaultkey._dev.devca import DevTLS, issue, make_dev_tls
 from vaultkey._dev.etcdproc import EtcdProcess, EtcdTLS, _require_free, find_etcd, free_port
-from vaultkey.errors import Unavailable
+from vaultkey.errors import Unavailable, UsageError
 
 
 class EtcdCluster:
@@ -44,23 +44,29 @@ class EtcdCluster:
     @classmethod
     def start(cls, directory: str | os.PathLike[str], size: int = 3, *,
               binary: str | None = None, timeout: float = 30.0,
-              extra_args: list[str] | None = None) -> EtcdCluster:
-        """Start *size* members with their data under *directory*; wait until all serve."""
+              extra_args: list[str] | None = None,
+              ports: list[list[int]] | None = None) -> EtcdCluster:
+        """Start *size* members with their data under *directory*; wait until all serve.
+
+        *ports* ([client, peer] per member) restarts a cluster kept in *directory*: its
+        members know each other by these addresses."""
         root = Path(directory)
         (root / "pki").mkdir(parents=True, exist_ok=True)
         pki = make_dev_tls(root / "pki")
         member_tls = issue(pki, root / "pki", "etcd-member", client=True)
-        ports = [(free_port(), free_port()) for _ in range(size)]
-        for client_port, peer_port in ports:
+        if ports is not None and len(ports) != size:
+            raise UsageError(f"this etcd cluster has {len(ports)} members, not {size}")
+        chosen = ports or [[free_port(), free_port()] for _ in range(size)]
+        for client_port, peer_port in chosen:
             _require_free(client_port)
             _require_free(peer_port)
         names = [f"member{i + 1}" for i in range(size)]
         initial = ",".join(f"{name}=https://127.0.0.1:{peer}"
-                           for name, (_c, peer) in zip(names, ports, strict=True))
+                           for name, (_c, peer) in zip(names, chosen, strict=True))
         token = "vaultkey-" + secrets.token_hex(4)
         tls = EtcdTLS(cert=str(member_tls.cert), key=str(member_tls.key), ca=str(pki.ca))
         members = []
-        for name, (client_port, peer_port) in zip(names, ports, strict=True):
+        for name, (client_port, peer_port) in zip(names, chosen, strict=True):
             data = root / name
             data.mkdir(exist_ok=True)
             client_url = f"https://127.0.0.1:{client_port}"
