@@ -41,6 +41,9 @@ from vaultkey.errors import (
     NotFound as NotFound,
 )
 from vaultkey.errors import (
+    OutcomeUnknown as OutcomeUnknown,
+)
+from vaultkey.errors import (
     PermissionDenied as PermissionDenied,
 )
 from vaultkey.errors import (

@@ -81,6 +81,7 @@ def test_leader_kill_under_mixed_load_through_two_replicas_loses_no_acknowledged
     errors: list[tuple[float, str]] = []
     reads_ok: list[float] = []
     attempted = [0]
+    latency: list[tuple[float, float]] = []
 
     def writer(n: int) -> None:
         with _client(replicas[n % 2], token, first) as vk:
@@ -90,29 +91,32 @@ def test_leader_kill_under_mixed_load_through_two_replicas_loses_no_acknowledged
                 i += 1
                 with lock:
                     attempted[0] += 1
+                started = time.monotonic()
                 try:
                     vk.set(path, value)
                     with lock:
                         acked.append((path, value, time.monotonic(), n))
+                        latency.append((started, time.monotonic() - started))
                 except OutcomeUnknown:
                     with lock:
                         unknown.append(path)
                 except VaultkeyError as exc:
-                    with lock:
-                        errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"))
+                    with lock:  # when the failed request was sent, not when it ended
+                        errors.append((started, f"{type(exc).__name__}: {exc}"))
 
     def reader(n: int) -> None:
         with _client(replicas[(n + 1) % 2], token, first) as vk:
             j = 0
             while not stop.is_set():
                 j += 1
+                started = time.monotonic()
                 try:
                     assert vk.get(f"/alpha/faults/leader/read/{j % 8}") == b"r%d" % (j % 8)
                     with lock:
                         reads_ok.append(time.monotonic())
                 except VaultkeyError as exc:
                     with lock:
-                        errors.append((time.monotonic(), f"read {type(exc).__name__}: {exc}"))
+                        errors.append((started, f"read {type(exc).__name__}: {exc}"))
 
     threads = ([threading.Thread(target=writer, args=(n,)) for n in range(6)]
                + [threading.Thread(target=reader, args=(n,)) for n in range(2)])
@@ -139,9 +143,11 @@ def test_leader_kill_under_mixed_load_through_two_replicas_loses_no_acknowledged
     last_error = max((t for t, _e in errors), default=killed_at)
     window = last_error - killed_at
     assert all(t >= killed_at - 0.5 for t, _e in errors), "errors before the kill"
-    assert window < 10.0, f"errors went on for {window:.1f}s after the kill"
+    # Only requests sent during the election (plus a margin for a loaded 2-core machine)
+    # may fail.
+    assert window < elected + 2.0, f"a request sent {window:.1f}s after the kill failed"
     # Clients recovered without a restart: every writer and reader succeeded after the
-    # last error.
+    # last failed request was sent.
     for n in range(6):
         assert any(t > last_error for _p, _v, t, w in acked if w == n), f"writer {n}"
     assert any(t > last_error for t in reads_ok)
@@ -155,10 +161,14 @@ def test_leader_kill_under_mixed_load_through_two_replicas_loses_no_acknowledged
                 maybe += 1
             except VaultkeyError:
                 pass
-    print(f"\nleader kill (member {leader}, new leader {new_leader} after {elected:.2f}s): "
+    stall = max((d for t, d in latency if t >= killed_at - 1.0), default=0.0)
+    print(f"\nleader kill (member {leader}, new leader {new_leader} after {elected:.2f}s; "
+          f"slowest acknowledged write around it {stall:.2f}s, so clients recovered "
+          f"within {max(stall, window):.2f}s): "
           f"{attempted[0]} writes attempted, {len(acked)} acknowledged, {found} found "
           f"afterwards; {len(unknown)} outcome-unknown ({maybe} of them applied); "
-          f"{len(errors)} errors, all 503, within {window:.2f}s of the kill; "
+          f"{len(errors)} errors, all 503, for requests sent within {window:.2f}s of the "
+          f"kill {sorted({e for _t, e in errors})[:2]}; "
           f"{len(reads_ok)} reads ok")
     assert found == len(acked) > 0
 

@@ -11,7 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from vaultkey.errors import Unavailable
-from vaultkey.proxy.cache import CachedKV, ReadCache
+from vaultkey.proxy.cache import ReadCache
+from vaultkey.proxy.cachedkv import CachedKV
 from vaultkey.proxy.hub import Hub
 from vaultkey.proxy.store.memory import MemoryKV
 

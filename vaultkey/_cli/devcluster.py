@@ -46,11 +46,11 @@ def run_cluster(root: Path, state: dict[str, Any], host: str, port: int, members
         state["cluster_ports"] = [[m.client_port, m.peer_port] for m in cluster.members]
         (root / "state.json").write_text(json.dumps(state, indent=2))
         if fresh:
-            password = secrets.token_urlsafe(24)
+            password, root_password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
             least_privilege(cluster.endpoints[0], cluster.ca, ROOT_PREFIX, user=ETCD_USER,
-                            password=password, root_password=secrets.token_urlsafe(24))
-            write_private(root / "etcd-root-note", b"etcd's root password was discarded: "
-                          b"this dev cluster is administered through vaultkey only\n")
+                            password=password, root_password=root_password)
+            # etcd's root, for trying the etcdctl commands of OPERATIONS.md on this cluster
+            write_private(root / "etcd-root-password", (root_password + "\n").encode())
             write_private(root / "etcd-password", (password + "\n").encode())
         addrs = []
         for i in range(replicas):
@@ -63,16 +63,7 @@ def run_cluster(root: Path, state: dict[str, Any], host: str, port: int, members
 
         exports = _exports(",".join(addrs), root, token)
         write_private(root / "env", ("\n".join(exports) + "\n").encode())
-        click.echo("vaultkey dev (cluster) is running. In another shell, paste:\n")
-        click.echo("\n".join(exports))
-        click.echo(f"\n# etcd: {members} members with TLS, {','.join(cluster.endpoints)} "
-                   f"(CA {cluster.ca}); the proxies log in as etcd user '{ETCD_USER}', who "
-                   f"may only read and write {ROOT_PREFIX}/")
-        for i, proc in enumerate(procs):
-            click.echo(f"# replica {i + 1}: {addrs[i]} (pid {proc.pid}, log "
-                       f"{root / f'proxy-{i + 1}.log'})")
-        click.echo(f"# admin token: {root / 'admin.token'}; state in {root}"
-                   f"{'' if keep else ' (removed on exit)'}")
+        _announce(exports, cluster, procs, addrs, root, keep)
         if lb:
             click.echo(f"\n# {lb} configuration for these replicas:")
             click.echo(lb_snippet(lb, addrs))
@@ -94,6 +85,21 @@ def run_cluster(root: Path, state: dict[str, Any], host: str, port: int, members
                 proc.kill()
                 proc.wait()
         cluster.stop()
+
+
+def _announce(exports: list[str], cluster: Any, procs: list[subprocess.Popen[bytes]],
+              addrs: list[str], root: Path, keep: bool) -> None:
+    click.echo("vaultkey dev (cluster) is running. In another shell, paste:\n")
+    click.echo("\n".join(exports))
+    click.echo(f"\n# etcd: {len(cluster.members)} members with TLS, "
+               f"{','.join(cluster.endpoints)} (CA {cluster.ca}); the proxies log in as etcd "
+               f"user '{ETCD_USER}', who may only read and write {ROOT_PREFIX}/; etcd's root "
+               f"password is in {root / 'etcd-root-password'}")
+    for i, proc in enumerate(procs):
+        click.echo(f"# replica {i + 1}: {addrs[i]} (pid {proc.pid}, log "
+                   f"{root / f'proxy-{i + 1}.log'})")
+    click.echo(f"# admin token: {root / 'admin.token'}; state in {root}"
+               f"{'' if keep else ' (removed on exit)'}")
 
 
 def _serve(root: Path, state: dict[str, Any], cluster: Any, listen: str,

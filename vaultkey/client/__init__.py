@@ -78,19 +78,22 @@ class _Base:
     *key* and *trust* may also be a loaded ``SecretKey`` / ``TrustStore``. *key* may name
     several key files (``"new.key:old.key"``, or a list): during a key rotation each value
     is opened with whichever key it was sealed to.
+    *addr* may name several proxy replicas (a list, or ``"https://a:8443,https://b:8443"``):
+    see :mod:`vaultkey.client._failover` for how requests fail over between them.
     *transport* is an httpx transport (a MockTransport, a proxy mount).
     """
 
-    def __init__(self, addr: str | None = None, token: str | None = None, *,
+    def __init__(self, addr: str | Sequence[str] | None = None, token: str | None = None, *,
                  key: SecretKey | str | os.PathLike[str]
                  | Sequence[SecretKey | str | os.PathLike[str]] | None = None,
                  trust: TrustStore | str | os.PathLike[str] | None = None,
                  settings: _settings.ClientSettings | None = None,
                  transport: Any = None, **options: Any) -> None:
         from vaultkey.client._core import Operations
+        from vaultkey.client._failover import join_addrs
 
-        self._settings = _settings.apply(settings or _settings.ClientSettings(),
-                                         {"addr": addr, "token": token, **options})
+        self._settings = _settings.apply(settings or _settings.ClientSettings(), {
+            "addr": None if addr is None else join_addrs(addr), "token": token, **options})
         self._ops = Operations(self._settings, key, trust)
         self._mounted = transport
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+from vaultkey.client._failover import addrs_key
 from vaultkey.client._transport import Request, Response
 from vaultkey.client.item import Item
 from vaultkey.client.marks import MARKS_OFF, Marks
@@ -139,7 +140,9 @@ class Operations:
         self._trust: TrustStore | None = None
         self._signing: SigningKey | None = None
         marks = settings.marks
-        self.marks = Marks(None if marks in (None, "", MARKS_OFF) else marks, settings.addr)
+        # Keyed by the whole address list: the replicas behind it serve one etcd dataset.
+        self.marks = Marks(None if marks in (None, "", MARKS_OFF) else marks,
+                           addrs_key(settings.addr))
         # The highest revision this client wrote or read: its reads ask the proxy to reflect
         # at least that much (read your writes and monotonic reads on any replica).
         self.seen_revision = 0

@@ -8,6 +8,9 @@ read-to-close bodies) directly over :mod:`socket` and :mod:`ssl`, on one
 keep-alive connection; the long-lived SDK clients keep httpx.
 It never uses a forward proxy: where one is configured for an ``https://``
 address, the CLI takes httpx too (:func:`vaultkey.client._transport.proxy_configured`).
+A connection that could not be made raises :class:`LiteConnectError` (nothing was
+sent: :mod:`vaultkey.client._failover` tries the next address), a failure after
+sending :class:`LiteTransportError` itself.
 Same interface as the part of ``httpx.Client`` the SDK uses::
 
     conn = LiteConnection(base_url="https://127.0.0.1:8443", verify=ssl_context,
@@ -37,7 +40,19 @@ _HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 class LiteTransportError(Exception):
-    """The request could not be sent or its answer not read (connection, TLS, protocol)."""
+    """The request could not be sent or its answer not read (connection, TLS, protocol).
+
+    Raised as such, the request may have reached the server (a write may have been
+    applied); the subclasses say when it surely did not."""
+
+
+class LiteConnectError(LiteTransportError):
+    """The connection could not be made (refused, timeout, unknown host, TLS handshake):
+    nothing was sent (another address may be tried at once)."""
+
+
+class LiteRequestError(LiteTransportError):
+    """The request was refused here, before anything was sent."""
 
 
 class _RemoteDisconnected(ConnectionResetError):
@@ -85,7 +100,7 @@ class LiteConnection:
                 json: Any = None) -> LiteResponse:
         target = self._base_path + url + ("?" + urlencode(params) if params else "")
         if _BAD_TARGET.intersection(target) or _BAD_TARGET.intersection(method):
-            raise LiteTransportError(f"invalid request target {target!r}")
+            raise LiteRequestError(f"invalid request target {target!r}")
         all_headers = {**self._headers, **(headers or {})}
         body = content
         if json is not None:
@@ -127,8 +142,8 @@ class LiteConnection:
         return head + body if body else head
 
     def _exchange(self, method: str, message: bytes) -> LiteResponse:
+        reader = self._connect()
         try:
-            reader = self._connect()
             assert self._sock is not None
             self._sock.sendall(message)
             status, headers, will_close = _read_head(reader)
@@ -145,22 +160,32 @@ class LiteConnection:
         return LiteResponse(status, headers, content)
 
     def _connect(self) -> BinaryIO:
+        """The reader of the open connection, or of a new one (:class:`LiteConnectError`
+        if it cannot be made: then nothing was sent)."""
         if self._reader is None:
-            # An ASCII host (an IP address, most names) goes as bytes, which socket and ssl
-            # take as they are: a str would be encoded with the idna codec, ~1 ms to import.
-            host: str | bytes = self._host.encode() if self._host.isascii() else self._host
-            sock = socket.create_connection((host, self._port),  # type: ignore[arg-type]
-                                            self._timeout)  # (typeshed: str only)
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self._tls:
-                    sock = self._context.wrap_socket(sock, server_hostname=host)
-            except BaseException:
-                sock.close()
-                raise
-            self._sock = sock
-            self._reader = sock.makefile("rb")
+                self._open()
+            except OSError as exc:
+                self.close()
+                raise LiteConnectError(str(exc) or type(exc).__name__) from exc
+        assert self._reader is not None
         return self._reader
+
+    def _open(self) -> None:
+        # An ASCII host (an IP address, most names) goes as bytes, which socket and ssl
+        # take as they are: a str would be encoded with the idna codec, ~1 ms to import.
+        host: str | bytes = self._host.encode() if self._host.isascii() else self._host
+        sock = socket.create_connection((host, self._port),  # type: ignore[arg-type]
+                                        self._timeout)  # (typeshed: str only)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls:
+                sock = self._context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._reader = sock.makefile("rb")
 
     def close(self) -> None:
         if self._reader is not None:

@@ -2,7 +2,8 @@
 
 * the connection: TLS context, token header and address rules (:func:`connection_kwargs`),
   over httpx, or over :mod:`http.client` for the CLI (:mod:`vaultkey.client._lite`);
-* the retry plan of each request (:class:`Attempts`);
+* the retry plan of each request (:class:`Attempts`), and which of several proxy
+  addresses each attempt goes to (:mod:`vaultkey.client._failover`);
 * status checks, and the mapping of transport errors and of JSON error bodies to
   the vaultkey exception tree (:func:`error_from_response`), raised ``from`` the cause;
 * streamed answers (a watch's Server-Sent Events): ``stream(request)`` opens one and
@@ -23,12 +24,12 @@ import os
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from vaultkey._net import is_loopback
+from vaultkey.client._failover import Failover, Round, parse_addrs
 from vaultkey.errors import (
     Conflict,
     MalformedEnvelope,
@@ -81,9 +82,9 @@ class Response:
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
 
-def connection_kwargs(s: ClientSettings) -> dict[str, Any]:
-    """``base_url``, ``verify``, ``headers`` and ``timeout`` for httpx or LiteConnection."""
-    _check_addr(s.addr)
+def connection_kwargs(s: ClientSettings, addrs: Sequence[str]) -> list[dict[str, Any]]:
+    """``base_url``, ``verify``, ``headers`` and ``timeout`` for httpx or LiteConnection,
+    for each of *addrs* (one TLS context and one token for all)."""
     headers = {"User-Agent": "vaultkey-sdk"}
     if s.token:
         if not _TOKEN_CHARS.fullmatch(s.token):
@@ -91,22 +92,8 @@ def connection_kwargs(s: ClientSettings) -> dict[str, Any]:
             raise UsageError("the token contains spaces or control characters",
                              hint="check VAULTKEY_TOKEN / the token file")
         headers["Authorization"] = f"Bearer {s.token}"
-    return {"base_url": s.addr.rstrip("/"), "verify": _tls_context(s), "headers": headers,
-            "timeout": s.timeout}
-
-
-def _check_addr(addr: str) -> None:
-    """TLS everywhere except loopback: a token must not cross a network in clear text."""
-    try:
-        parts = urlsplit(addr)
-        scheme, host, _port = parts.scheme, parts.hostname, parts.port  # a bad port raises
-    except ValueError:
-        scheme, host = "", None
-    if not host or scheme not in ("https", "http"):
-        raise UsageError(f"bad proxy address {addr!r}: use https://HOST:PORT")
-    if scheme == "http" and not is_loopback(host):
-        raise UsageError(f"refusing to send a token over plain HTTP to {host}",
-                         hint="use an https:// address")
+    shared = {"verify": _tls_context(s), "headers": headers, "timeout": s.timeout}
+    return [{"base_url": addr.rstrip("/"), **shared} for addr in addrs]
 
 
 def _tls_context(s: ClientSettings) -> ssl.SSLContext:
@@ -151,9 +138,8 @@ def proxy_configured(addr: str) -> bool:
         os.environ.get(n) or os.environ.get(n.upper()) for n in ("https_proxy", "all_proxy"))
 
 
-def _httpx_kwargs(settings: ClientSettings, mounted: Any) -> dict[str, Any]:
-    return {**connection_kwargs(settings), "transport": mounted,
-            "trust_env": env_proxies_allowed(settings.addr)}
+def _httpx_kwargs(kwargs: dict[str, Any], mounted: Any) -> dict[str, Any]:
+    return {**kwargs, "transport": mounted, "trust_env": env_proxies_allowed(kwargs["base_url"])}
 
 
 # A watch stream carries a bookmark at least every 5 s: three missed ones mean the peer is gone.
@@ -169,7 +155,8 @@ def _stream_kwargs(req: Request, settings: ClientSettings) -> dict[str, Any]:
 
 
 class Transport:
-    """Blocking: one keep-alive connection; each request sent with its retry plan.
+    """Blocking: one keep-alive connection per proxy address; each request sent with its
+    retry plan, to the current address (:mod:`vaultkey.client._failover`).
 
     *mounted* is an httpx transport given by the caller (a MockTransport, a proxy
     mount); *lite* asks for :mod:`http.client` instead of httpx where no forward proxy
@@ -179,54 +166,75 @@ class Transport:
     def __init__(self, settings: ClientSettings, mounted: Any = None, *,
                  lite: bool = False) -> None:
         self.settings = settings
+        self.failover = Failover(parse_addrs(settings.addr))
+        self._kwargs = connection_kwargs(settings, self.failover.addrs)
         self.errors: tuple[type[Exception], ...]
-        if lite and mounted is None and not proxy_configured(settings.addr):
+        if lite and mounted is None and not any(map(proxy_configured, self.failover.addrs)):
             from vaultkey.client._lite import LiteConnection, LiteTransportError
 
-            self.http: Any = LiteConnection(**connection_kwargs(settings))
+            self.connections: list[Any] = [LiteConnection(**kw) for kw in self._kwargs]
             self.errors = (LiteTransportError,)
-            self._streams: Any = None
+            self._streams: list[Any] | None = None
         else:
             import httpx
 
-            self.http = self._streams = httpx.Client(**_httpx_kwargs(settings, mounted))
+            self.connections = self._streams = [httpx.Client(**_httpx_kwargs(kw, mounted))
+                                                for kw in self._kwargs]
             self.errors = (httpx.TransportError,)
+
+    @property
+    def http(self) -> Any:
+        """The connection (pool) to the current address."""
+        return self.connections[self.failover.current]
 
     def send(self, req: Request) -> Response:
         plan = Attempts(req, self.settings)
         for attempt in plan:
             try:
-                try:
-                    raw = self.http.request(req.method, req.url, **plan.send_kwargs)
-                except self.errors as exc:
-                    raise plan.unreachable(exc) from exc
-                return plan.check(raw)
+                return self._attempt(req, plan)
             except Unavailable as exc:
                 time.sleep(plan.delay(attempt, exc))
         raise AssertionError("unreachable")
 
+    def _attempt(self, req: Request, plan: Attempts) -> Response:
+        addresses = Round(self.failover, req.idempotent)
+        for index, addr in addresses:
+            try:
+                raw = self.connections[index].request(req.method, req.url, **plan.send_kwargs)
+            except self.errors as exc:
+                addresses.lost(index, exc)  # raises, unless the next address is to be tried
+                continue
+            self.failover.answered(index, raw.status_code)
+            return plan.check(raw, addr)
+        raise addresses.exhausted()
+
     @contextlib.contextmanager
     def stream(self, req: Request) -> Iterator[Iterator[bytes]]:
-        """A streamed GET: its body's chunks as they arrive. Never retried here: an error
-        (a non-200 answer, a lost connection, 15 s of silence) is raised as for send()."""
+        """A streamed GET to the current address: its body's chunks as they arrive. Never
+        retried here: an error (a non-200 answer, a lost connection, 15 s of silence) is
+        raised as for send(), and moves the current address to the next one."""
         import httpx
 
         if self._streams is None:  # the CLI's http.client cannot stream: httpx for this
-            self._streams = httpx.Client(**_httpx_kwargs(self.settings, None))
+            self._streams = [httpx.Client(**_httpx_kwargs(kw, None)) for kw in self._kwargs]
+        index = self.failover.current
         try:
-            with self._streams.stream(req.method, req.url,
-                                      **_stream_kwargs(req, self.settings)) as raw:
+            with self._streams[index].stream(req.method, req.url,
+                                             **_stream_kwargs(req, self.settings)) as raw:
                 if raw.status_code != 200:
                     raw.read()
-                check_stream(raw, self.settings.addr)
+                    self.failover.answered(index, raw.status_code)
+                check_stream(raw, self.failover.addrs[index])
                 yield raw.iter_bytes()
         except httpx.TransportError as exc:
-            raise Attempts(req, self.settings).unreachable(exc) from exc
+            raise self.failover.lost(index, exc) from exc
 
     def close(self) -> None:
-        self.http.close()
-        if self._streams is not None and self._streams is not self.http:
-            self._streams.close()
+        for http in self.connections:
+            http.close()
+        if self._streams is not None and self._streams is not self.connections:
+            for http in self._streams:
+                http.close()
 
 
 class AsyncTransport:
@@ -236,7 +244,9 @@ class AsyncTransport:
         import httpx
 
         self.settings = settings
-        self.http = httpx.AsyncClient(**_httpx_kwargs(settings, mounted))
+        self.failover = Failover(parse_addrs(settings.addr))
+        self.connections = [httpx.AsyncClient(**_httpx_kwargs(kw, mounted))
+                            for kw in connection_kwargs(settings, self.failover.addrs)]
         self.errors = (httpx.TransportError,)
 
     async def send(self, req: Request) -> Response:
@@ -245,30 +255,42 @@ class AsyncTransport:
         plan = Attempts(req, self.settings)
         for attempt in plan:
             try:
-                try:
-                    raw = await self.http.request(req.method, req.url, **plan.send_kwargs)
-                except self.errors as exc:
-                    raise plan.unreachable(exc) from exc
-                return plan.check(raw)
+                return await self._attempt(req, plan)
             except Unavailable as exc:
                 await asyncio.sleep(plan.delay(attempt, exc))
         raise AssertionError("unreachable")
 
+    async def _attempt(self, req: Request, plan: Attempts) -> Response:
+        addresses = Round(self.failover, req.idempotent)
+        for index, addr in addresses:
+            try:
+                http = self.connections[index]
+                raw = await http.request(req.method, req.url, **plan.send_kwargs)
+            except self.errors as exc:
+                addresses.lost(index, exc)  # raises, unless the next address is to be tried
+                continue
+            self.failover.answered(index, raw.status_code)
+            return plan.check(raw, addr)
+        raise addresses.exhausted()
+
     @contextlib.asynccontextmanager
     async def stream(self, req: Request) -> AsyncIterator[AsyncIterator[bytes]]:
         """asyncio: the same as :meth:`Transport.stream`."""
+        index = self.failover.current
         try:
-            async with self.http.stream(req.method, req.url,
-                                        **_stream_kwargs(req, self.settings)) as raw:
+            async with self.connections[index].stream(
+                    req.method, req.url, **_stream_kwargs(req, self.settings)) as raw:
                 if raw.status_code != 200:
                     await raw.aread()
-                check_stream(raw, self.settings.addr)
+                    self.failover.answered(index, raw.status_code)
+                check_stream(raw, self.failover.addrs[index])
                 yield raw.aiter_bytes()
         except self.errors as exc:
-            raise Attempts(req, self.settings).unreachable(exc) from exc
+            raise self.failover.lost(index, exc) from exc
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        for http in self.connections:
+            await http.aclose()
 
 
 # -- retries and answers ----------------------------------------------------------------
@@ -276,38 +298,26 @@ class AsyncTransport:
 class Attempts:
     """The retry plan of one request: reads are retried on 503 and connection errors
     with jittered exponential backoff (honouring Retry-After up to 2 s); writes never
-    are, since a write that timed out may still have been applied."""
+    are, since a write that timed out may still have been applied. Each attempt goes to
+    the current proxy address (:class:`~vaultkey.client._failover.Round`)."""
 
     def __init__(self, req: Request, settings: ClientSettings) -> None:
         self.total = settings.retries + 1 if req.idempotent else 1
-        self.addr = settings.addr
         self.send_kwargs = {"params": req.params, "headers": req.headers,
                             "content": req.content, "json": req.json}
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.total))
 
-    def check(self, raw: Any) -> Response:
-        """*raw* (an httpx or lite response) as a Response, or its error raised."""
+    @staticmethod
+    def check(raw: Any, addr: str) -> Response:
+        """*raw* (an httpx or lite response from *addr*) as a Response, or its error raised."""
         body = _json_body(raw)
         if raw.status_code >= 400:
-            raise _http_error(raw, body, self.addr)
+            raise _http_error(raw, body, addr)
         if raw.status_code != 200 or not isinstance(body, dict):
-            raise _not_a_proxy(raw, self.addr)
+            raise _not_a_proxy(raw, addr)
         return Response(raw.status_code, body)
-
-    def unreachable(self, exc: Exception) -> Unavailable:
-        # A local protocol error quotes the offending header, which may hold the token.
-        name = type(exc).__name__
-        detail = name if name == "LocalProtocolError" else str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail:
-            # Retrying will not help: the proxy's certificate is not signed by the CA we trust.
-            return Unavailable(f"TLS verification of {self.addr} failed: {detail}",
-                               retryable=False,
-                               hint="check --cacert / VAULTKEY_CACERT (the CA that signed the "
-                               "proxy's certificate) and that the certificate has not expired")
-        return Unavailable(f"cannot reach the vaultkey proxy at {self.addr}: {detail}",
-                           hint="check --addr / VAULTKEY_ADDR and that the proxy is running")
 
     def delay(self, attempt: int, error: Unavailable) -> float:
         """Seconds to wait before the next attempt; re-raises *error* after the last."""

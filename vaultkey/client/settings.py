@@ -77,7 +77,7 @@ class ClientSettings:
     """
 
     addr: str = _row(DEFAULT_ADDR, "VAULTKEY_ADDR", "addr", "--addr", "URL",
-                     "Proxy address.")
+                     "Proxy address (several replicas: comma-separated, with failover).")
     # Why no profile key: a config file holds no secrets, only a token_file reference.
     token: str | None = _row(None, "VAULTKEY_TOKEN", None, "--token", "TOKEN",
                              "Token. Prefer --token-file or the environment.",

@@ -22,7 +22,8 @@ from vaultkey.errors import VaultkeyError
 from vaultkey.keys import PublicKey
 from vaultkey.policy.load import LoadedPolicies, load_policy_dir, resolve_key_entry
 from vaultkey.proxy.audit import AuditWriter
-from vaultkey.proxy.cache import CachedKV, ReadCache
+from vaultkey.proxy.cache import ReadCache
+from vaultkey.proxy.cachedkv import CachedKV
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.hub import Hub
 from vaultkey.proxy.metrics import Metrics
