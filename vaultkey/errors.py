@@ -211,6 +211,7 @@ __all__ = [
     "MalformedEnvelope",
     "NoSpace",
     "NotFound",
+    "OutcomeUnknown",
     "PermissionDenied",
     "PolicyError",
     "ProtocolError",

@@ -245,9 +245,16 @@ def test_leases_attach_renew_and_delete_their_keys(backend):
         await kv.put("/t/a", b"v", lease=lease)
         await kv.put("/t/b", b"v")
         assert await kv.keepalive(lease) > 0
+        assert 28 <= await kv.time_to_live(lease) <= 30  # read without renewing
+        a, b = await kv.get("/t/a"), await kv.get("/t/b")
+        assert a is not None and a.lease == lease and b is not None and b.lease == 0
+        page = await kv.list_keys("/t/")
+        assert [e.lease for e in await kv.load_run("/t/a", "/t/b", 2, page.revision)] == [
+            lease, 0]
         await kv.revoke_lease(lease)
         assert await kv.get("/t/a") is None and await kv.get("/t/b") is not None
         assert await kv.keepalive(lease) == 0
+        assert await kv.time_to_live(lease) == 0
         await kv.revoke_lease(lease)  # twice: nothing to do, no error
 
     run(go())

@@ -59,6 +59,8 @@ API_MD_STATUSES: dict[str, set[int]] = {
     "DELETE /v1/kv/{path}": {200, 401, 403, 404, 409, 422},
     "GET /v1/recipients/{path}": {200, 401, 403, 422},
     "GET /v1/whoami": {200, 401},
+    "GET /v1/coverage/{path}": {200, 401, 403, 404, 413, 422},
+    "GET /v1/access/{path}": {200, 401, 403, 404, 413, 422},
     "GET /v1/tokens": {200, 401, 403},
     "POST /v1/tokens": {200, 401, 403, 413, 422},
     "DELETE /v1/tokens/{token_id}": {200, 401, 403, 404},
@@ -87,7 +89,8 @@ ERROR_CODES: dict[int, set[str]] = {
     503: {"unavailable"},
 }
 ROOTED_OPERATIONS = {"GET /v1/kv/{path}", "PUT /v1/kv/{path}", "DELETE /v1/kv/{path}",
-                     "GET /v1/recipients/{path}"}
+                     "GET /v1/recipients/{path}", "GET /v1/coverage/{path}",
+                     "GET /v1/access/{path}"}
 SEED_KEYS = ["/alpha/seed/one", "/alpha/seed/two", "/alpha/hidden/three"]
 
 

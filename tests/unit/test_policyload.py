@@ -204,3 +204,21 @@ def test_load_raises_all_problems_at_once(tmp_path: Path) -> None:
     assert "2 problems" in info.value.reason
     assert "a.toml:1: group name 'A'" in info.value.reason
     assert "b.toml:2: unknown field 'extra'" in info.value.reason
+
+
+def test_retired_keys_are_resolved_and_must_not_also_be_recipients(tmp_path: Path) -> None:
+    """``retired = [...]``: keys a group held before a rotation, named by the coverage
+    report (a value still sealed to one needs a rotation); never a current recipient."""
+    current = write_key(tmp_path, "ops.pub")
+    old = write_key(tmp_path, "ops-2025.pub")
+    (tmp_path / "ops.toml").write_text(OPS.replace(
+        'recipients = ["ops.pub"]\n', 'recipients = ["ops.pub"]\nretired = ["ops-2025.pub"]\n'))
+    loaded = load_policy_dir(tmp_path)
+    assert loaded.recipients_for("ops") == (current,)
+    assert loaded.retired["ops"] == (old,)
+    (tmp_path / "ops.toml").write_text(OPS.replace(
+        'recipients = ["ops.pub"]\n', 'recipients = ["ops.pub"]\nretired = ["ops.pub", '
+        '"missing.pub"]\n'))
+    problems = [str(p) for p in check_policy_dir(tmp_path)]
+    assert any("both a recipient and retired" in p and "ops.toml:3" in p for p in problems)
+    assert any("retired key 'missing.pub'" in p for p in problems), problems

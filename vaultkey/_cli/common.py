@@ -34,6 +34,7 @@ COMMANDS = {
     "keygen": "keys", "key": "keys", "token": "admin", "policy": "admin", "dev": "dev",
     "serve": "serve", "watch": "watch", "register": "watch",
     "rewrap": "lifecycle", "rotate": "lifecycle", "exec": "exec", "render": "render",
+    "coverage": "coverage",
 }
 
 _TREE_LINE = re.compile(r"── (\w+) +(.+?)(?: \(exit \d+\))?$", re.MULTILINE)

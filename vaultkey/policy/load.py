@@ -74,6 +74,9 @@ class LoadedPolicies:
     # Each signature rule's pattern -> the writers it accepts (resolved).
     required: Mapping[tuple[str, bool], Writers] = field(
         default_factory=lambda: MappingProxyType({}))
+    # Each group's retired keys (``retired = [...]``): no longer recipients.
+    retired: Mapping[str, tuple[PublicKey, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def recipients_for(self, group: str) -> tuple[PublicKey, ...]:
         """The public keys of *group* (empty for an unknown group)."""
@@ -160,6 +163,36 @@ def _resolve_recipients(root: Path, policy: Policy) -> tuple[tuple[PublicKey, ..
     return tuple(keys.values()), errors
 
 
+def _resolve_retired(root: Path, policy: Policy) -> tuple[tuple[PublicKey, ...],
+                                                          list[PolicyError]]:
+    keys: list[PublicKey] = []
+    errors: list[PolicyError] = []
+    for entry in policy.retired:
+        try:
+            keys.append(_resolve_one(root, entry))
+        except (KeyFileError, OSError) as exc:
+            reason = _strip_source(exc, root / entry)
+            errors.append(PolicyError(f"retired key {_display(entry)}: {reason}",
+                                      source=policy.source, line=policy.retired_line))
+    current = {k.kid for k in _resolve_current(root, policy)}
+    for key in keys:
+        if key.kid in current:
+            errors.append(PolicyError(
+                f"key {key.key_id} is both a recipient and retired in group {policy.group!r}",
+                source=policy.source, line=policy.retired_line))
+    return tuple(keys), errors
+
+
+def _resolve_current(root: Path, policy: Policy) -> list[PublicKey]:
+    found = []
+    for entry in policy.recipients:
+        try:
+            found.append(_resolve_one(root, entry))
+        except (KeyFileError, OSError):
+            continue  # reported by _resolve_recipients
+    return found
+
+
 def _signer(root: Path, entry: str) -> NamedSigner:
     """A public signing key from inline text (named by its key id) or a file (its stem)."""
     if entry.startswith(_KEY_TEXT_PREFIXES):
@@ -218,6 +251,7 @@ class _Scan:
     recipients: dict[str, tuple[PublicKey, ...]]
     signers: dict[str, tuple[NamedSigner, ...]]
     problems: list[PolicyError]
+    retired: dict[str, tuple[PublicKey, ...]] = field(default_factory=dict)
 
 
 def _scan(directory: str | os.PathLike[str]) -> _Scan:
@@ -232,6 +266,9 @@ def _scan(directory: str | os.PathLike[str]) -> _Scan:
         found.problems.extend(errors)
         signers, errors = _resolve_signers(root, policy)
         found.problems.extend(errors)
+        retired, errors = _resolve_retired(root, policy)
+        found.problems.extend(errors)
+        found.retired.setdefault(policy.group, retired)
         found.policies.append(policy)
         found.recipients.setdefault(policy.group, keys)
         found.signers.setdefault(policy.group, signers)
@@ -270,7 +307,8 @@ def load_policy_dir(directory: str | os.PathLike[str]) -> LoadedPolicies:
     if problems or policy_set is None:
         raise PolicyDirError(str(directory), problems)
     return LoadedPolicies(Path(directory), policy_set, MappingProxyType(found.recipients),
-                          MappingProxyType(found.signers), MappingProxyType(required))
+                          MappingProxyType(found.signers), MappingProxyType(required),
+                          MappingProxyType(found.retired))
 
 
 __all__ = [

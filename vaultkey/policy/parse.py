@@ -114,6 +114,8 @@ class _Parser:
                                    self.lines.top("recipients"))
         signers = self._strings(data.get("signers", []), "field 'signers'",
                                 self.lines.top("signers"))
+        retired = self._strings(data.get("retired", []), "field 'retired'",
+                                self.lines.top("retired"))
         rules = self._rules(data.get("rules", []))
         if self.errors or group is None:
             return None
@@ -123,7 +125,8 @@ class _Parser:
             source=self.source, group_line=self.lines.top("group"),
             recipients_line=recipients_line,
             recipient_lines=tuple(self.lines.entry(recipients_line, r) for r in recipients),
-            signers=signers, signers_line=self.lines.top("signers"))
+            signers=signers, signers_line=self.lines.top("signers"),
+            retired=retired, retired_line=self.lines.top("retired"))
 
     def _group(self, data: dict[str, Any]) -> str | None:
         line = self.lines.top("group")

@@ -23,6 +23,7 @@ signature must verify (else :class:`~vaultkey.errors.SignatureRequired`, 422).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from vaultkey.envelope import COUNTER_LEEWAY_US, Envelope
 from vaultkey.errors import MalformedEnvelope, PermissionDenied, SignatureRequired
@@ -104,6 +105,26 @@ class Authz:
         groups = tuple((g, self.policies.recipients_for(g))
                        for g in self.policies.policy_set.readers(path))
         return Recipients(path, groups, self.escrow, self.policies.writers_for(path))
+
+
+class Scope(Protocol):
+    """What a listing may enumerate and show (:mod:`vaultkey.proxy.listing`)."""
+
+    def read_ranges(self, prefix: str) -> list[tuple[str, bool]]: ...
+
+    def may_list_key(self, path: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class AdminScope:
+    """The admin token's scope for the coverage report: the whole keyspace. (It reads
+    envelope headers only; an admin token still gets no value from the data routes.)"""
+
+    def read_ranges(self, prefix: str) -> list[tuple[str, bool]]:
+        return [(prefix, False)]
+
+    def may_list_key(self, path: str) -> bool:
+        return True
 
 
 def check_envelope(body: bytes, recipients: Recipients, now_us: int | None = None) -> Envelope:

@@ -264,7 +264,8 @@ class ReadCache:
             if old is not None:
                 del self.keys[bisect.bisect_left(self.keys, path)]
             return
-        entry = Entry(path, event.value, event.revision, event.create_revision, event.version)
+        entry = Entry(path, event.value, event.revision, event.create_revision, event.version,
+                      event.lease)
         self.entries[path] = entry
         self.bytes += self._size(entry)
         if old is None:

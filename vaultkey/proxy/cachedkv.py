@@ -82,6 +82,9 @@ class CachedKV:
     async def keepalive(self, lease: int) -> int:
         return await self.direct.keepalive(lease)
 
+    async def time_to_live(self, lease: int) -> int:
+        return await self.direct.time_to_live(lease)
+
     async def revoke_lease(self, lease: int) -> None:
         # Its keys' deletions arrive through the watch; reads here must reflect them.
         await self.direct.revoke_lease(lease)

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vaultkey.errors import ValueTooLarge
-from vaultkey.proxy.authz import Authz
+from vaultkey.proxy.authz import Scope
 from vaultkey.proxy.store.base import Entry, KVStore
 
 KEY_PAGE = 1000  # keys per etcd request while enumerating
@@ -41,7 +41,7 @@ class Listing:
     runs: list[list[str]] = field(default_factory=list)
 
 
-async def readable_keys(kv: KVStore, authz: Authz, prefix: str,
+async def readable_keys(kv: KVStore, authz: Scope, prefix: str,
                         at: int | None = None) -> Listing:
     """Enumerate (keys only) what the caller may read and list under *prefix* (at etcd
     revision *at*, else the current one)."""

@@ -40,6 +40,7 @@ class Entry:
     mod_revision: int
     create_revision: int
     version: int
+    lease: int = 0  # the etcd lease the key is attached to (0: none)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,9 @@ class KVStore(Protocol):
 
     async def revoke_lease(self, lease: int) -> None:
         """End *lease* now: every key attached to it is deleted."""
+
+    async def time_to_live(self, lease: int) -> int:
+        """Seconds *lease* has left (without renewing it); 0 if it no longer exists."""
 
 
 __all__ = [

@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 def _entry(kv: Any, path: str) -> Entry:
     return Entry(path=path, value=kv.value, mod_revision=kv.mod_revision,
-                 create_revision=kv.create_revision, version=kv.version)
+                 create_revision=kv.create_revision, version=kv.version, lease=kv.lease)
 
 
 class EtcdStore:
@@ -158,6 +158,10 @@ class EtcdStore:
     def keepalive(self, lease: int) -> int:
         responses = self.conn.call(lambda c: list(c.refresh_lease(lease)))
         return max(0, int(responses[0].TTL)) if responses else 0
+
+    def time_to_live(self, lease: int) -> int:
+        resp = self.conn.call(lambda c: c.get_lease_info(lease))
+        return max(0, int(resp.TTL))
 
     def revoke_lease(self, lease: int) -> None:
         try:
@@ -317,6 +321,9 @@ class EtcdKV:
 
     async def revoke_lease(self, lease: int) -> None:
         await self._run(self.store.revoke_lease, lease)
+
+    async def time_to_live(self, lease: int) -> int:
+        return await self._run(self.store.time_to_live, lease)
 
     async def watch(self, start_revision: int) -> AsyncIterator[WatchBatch]:
         """One etcd watch on the namespace, from its own key (the fence marker) to the

@@ -40,6 +40,7 @@ class _Version:
     mod_revision: int
     create_revision: int
     version: int
+    lease: int = 0
 
 
 @dataclass
@@ -76,7 +77,7 @@ class MemoryKV:
 
     def _entry(self, path: str, v: _Version) -> Entry:
         assert v.value is not None
-        return Entry(path, v.value, v.mod_revision, v.create_revision, v.version)
+        return Entry(path, v.value, v.mod_revision, v.create_revision, v.version, v.lease)
 
     async def get(self, path: str) -> Entry | None:
         self._expire()
@@ -161,7 +162,7 @@ class MemoryKV:
         self.revision += 1
         create = current.create_revision if current else self.revision
         version = current.version + 1 if current else 1
-        self._record(raw, _Version(value, self.revision, create, version))
+        self._record(raw, _Version(value, self.revision, create, version, lease))
         self._emit(WatchEvent("put", self.counters.path_of(raw, ""), self.revision, value,
                               create, version, lease))
         return self.revision
@@ -239,6 +240,11 @@ class MemoryKV:
             return 0
         held.expires = time.monotonic() + held.ttl
         return held.ttl
+
+    async def time_to_live(self, lease: int) -> int:
+        self._expire()
+        held = self._leases.get(lease)
+        return max(0, round(held.expires - time.monotonic())) if held is not None else 0
 
     async def revoke_lease(self, lease: int) -> None:
         held = self._leases.pop(lease, None)
