@@ -30,7 +30,16 @@ from vaultkey.errors import StoreError, Unavailable, UsageError, VaultkeyError
 from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.fastpath import FastKV, is_single_key
 from vaultkey.proxy.middleware import AuditMiddleware, ServerSideLog, error_response
-from vaultkey.proxy.routes import health, identity, kv, leases, recipients, tokens, watch
+from vaultkey.proxy.routes import (
+    coverage,
+    health,
+    identity,
+    kv,
+    leases,
+    recipients,
+    tokens,
+    watch,
+)
 from vaultkey.proxy.state import ProxyState
 
 log = logging.getLogger(__name__)
@@ -88,6 +97,7 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
     app.include_router(identity.router)
     app.include_router(watch.router)
     app.include_router(leases.router)
+    app.include_router(coverage.router)
 
     @app.exception_handler(VaultkeyError)
     async def _vaultkey_error(request: Request, exc: VaultkeyError) -> JSONResponse:
