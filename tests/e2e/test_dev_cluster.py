@@ -7,9 +7,12 @@ snippet; Ctrl-C stops everything.
 
 from __future__ import annotations
 
+import os
+import select
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -17,6 +20,19 @@ from tests._helpers.procs import processes_mentioning, stop
 from tests.e2e.test_dev import _cli, _start_dev
 from vaultkey.errors import StoreError
 from vaultkey.proxy.store.etcd import EtcdConnection, EtcdSettings, EtcdStore
+
+
+def _rest_of_banner(proc, out: str, timeout: float = 30.0) -> str:
+    """What `vaultkey dev` prints after the exports, up to its last banner line."""
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    while "Ctrl-C stops every replica" not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk.decode(errors="replace")
+    return out
 
 
 def _cmdlines(text: str) -> list[str]:
@@ -28,6 +44,7 @@ def test_dev_cluster_runs_tls_members_rbac_and_replicas_and_stops_them_all(tmp_p
     proc, exports, out = _start_dev("--cluster", "3", "--replicas", "2", "--lb", "nginx",
                                     "--dir", str(state))
     try:
+        out = _rest_of_banner(proc, out)
         addrs = exports["VAULTKEY_ADDR"].split(",")
         assert len(addrs) == 2
         for addr in addrs:  # the nginx snippet names both replicas
