@@ -14,7 +14,7 @@ vk_bootstrap() {
   local stamp="$VENV/.vaultkey-$extras-$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$extras]"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$extras]"
     "$VENV/bin/python" -c 'import vaultkey, etcd3, nacl' # fail loudly if the install did not work
     touch "$stamp"
   fi
@@ -32,6 +32,14 @@ vk_bootstrap() {
     echo "no wrk found; installing Debian's wrk" >&2
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  fi
+  # chromium: the operator console's browser tests (tests/e2e/test_console_browser.py) drive
+  # Debian's chromium through Playwright (from PyPI, in the test extra), which never
+  # downloads a browser of its own.
+  if [ "$extras" = test ] && [ ! -x /usr/bin/chromium ]; then
+    echo "no /usr/bin/chromium; installing Debian's chromium" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
   export PATH="$VENV/bin:$PATH"
 }

@@ -84,6 +84,13 @@ def test_revoked_token_gets_401_at_once(proxy):
         r = c.get("/v1/whoami")
     assert r.status_code == 401
     assert r.headers["www-authenticate"].startswith("Bearer")
+    with proxy.client(proxy.admin_token) as admin:  # listed as revoked, with the time
+        listed = admin.get("/v1/tokens").json()
+    assert token_id not in {t["id"] for t in listed["tokens"]}
+    revoked = [t for t in listed["revoked"] if t["id"] == token_id]
+    assert len(revoked) == 1 and revoked[0]["group"] == "alpha"
+    assert revoked[0]["name"] == "to-revoke" and revoked[0]["revoked"] > revoked[0]["created"]
+    assert "hash" not in revoked[0] and token not in json.dumps(listed)
 
 
 def test_expired_token_gets_401(proxy):

@@ -11,7 +11,8 @@ PURE_MODULES = ["vaultkey", "vaultkey.errors", "vaultkey.paths", "vaultkey.keys"
                 "vaultkey.envelope", "vaultkey.crypto", "vaultkey.policy.engine",
                 "vaultkey.policy.parse",
                 "vaultkey.client.trust", "vaultkey.proxy.tokens", "vaultkey.client._transport",
-                "vaultkey.client.settings", "vaultkey._net", "vaultkey.client._sse"]
+                "vaultkey.client.settings", "vaultkey._net", "vaultkey.client._sse",
+                "vaultkey.proxy.console"]
 
 
 @pytest.mark.parametrize("name", PURE_MODULES)

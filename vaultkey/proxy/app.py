@@ -31,6 +31,7 @@ from vaultkey.proxy.config import ProxyConfig
 from vaultkey.proxy.fastpath import FastKV, is_single_key
 from vaultkey.proxy.middleware import AuditMiddleware, ServerSideLog, error_response
 from vaultkey.proxy.routes import (
+    console,
     coverage,
     health,
     identity,
@@ -98,6 +99,7 @@ def create_app(config: ProxyConfig, *, state: ProxyState | None = None,
     app.include_router(watch.router)
     app.include_router(leases.router)
     app.include_router(coverage.router)
+    app.include_router(console.router)
 
     @app.exception_handler(VaultkeyError)
     async def _vaultkey_error(request: Request, exc: VaultkeyError) -> JSONResponse:

@@ -15,6 +15,8 @@ replica sees the same tokens::
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
 import hashlib
 import hmac
 import json
@@ -26,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from vaultkey.errors import NotFound, StoreError, Unauthenticated, UsageError
+from vaultkey.errors import NotFound, StoreError, Unauthenticated, UsageError, VaultkeyError
 from vaultkey.proxy.store.base import KVStore, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ LIVE_CACHE_SECONDS = 60.0
 # not among them is refused without a read. A token created on another replica a
 # moment ago is refused for at most this long.
 KNOWN_IDS_SECONDS = 1.0
+# How long a revoked token stays in the token list (as revoked, with the time).
+REVOKED_KEPT_SECONDS = 30 * 86400
 _TTL_RE = re.compile(r"^([0-9]{1,9})([smhd]?)$", re.ASCII)
 MAX_TTL_SECONDS = 10 * 365 * 86400
 _TTL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -184,13 +188,43 @@ class TokenRegistry:
         return records
 
     async def revoke(self, token_id: str) -> None:
-        if not re.fullmatch(r"[0-9a-f]{16}", token_id) or not await self._store.delete(
-                f"/tokens/{token_id}"):
+        """Delete the token (it stops working at once), then keep its public record, with
+        the time of the revocation, under ``/revoked/`` for :meth:`revoked`."""
+        if not re.fullmatch(r"[0-9a-f]{16}", token_id):
+            raise NotFound(f"no token with id {token_id!r}")
+        entry = await self._store.get(f"/tokens/{token_id}")
+        if not await self._store.delete(f"/tokens/{token_id}"):
             raise NotFound(f"no token with id {token_id!r}")
         now = time.monotonic()
         self._revoked = {k: t for k, t in self._revoked.items() if now - t < 60}
         self._revoked[token_id] = now
         self._cache.pop(token_id, None)
+        try:
+            public = TokenRecord.from_json(entry.value).public() if entry else {"id": token_id}
+            await self._store.put(f"/revoked/{token_id}", json.dumps(
+                {**public, "revoked": self._clock()}).encode())
+        except VaultkeyError as exc:  # the revocation itself is done and stays done
+            log.warning("token %s revoked, but its record for the token list was not kept "
+                        "(%s)", token_id, exc.message)
+
+    async def revoked(self) -> builtins.list[dict[str, object]]:
+        """Tokens revoked in the last REVOKED_KEPT_SECONDS (public fields and ``revoked``,
+        the time); older records are dropped as they are found."""
+        entries, _ = await self._store.range("/revoked/")
+        now, found = self._clock(), []
+        for entry in entries:
+            try:
+                record = json.loads(entry.value)
+                when = float(record["revoked"])
+            except (ValueError, KeyError, TypeError):
+                log.error("skipping unreadable revoked-token record %s", entry.path)
+                continue
+            if now - when > REVOKED_KEPT_SECONDS:
+                with contextlib.suppress(VaultkeyError):
+                    await self._store.delete(entry.path, if_revision=entry.mod_revision)
+                continue
+            found.append(record)
+        return found
 
     def set_admin_tokens(self, tokens: Sequence[str]) -> None:
         """Accept exactly these admin tokens from now on (kept as hashes, like group tokens;

@@ -59,7 +59,8 @@ async def create_token(request: Request, ctx: AdminCtx) -> dict[str, Any]:
 async def list_tokens(ctx: AdminCtx) -> dict[str, Any]:
     ctx.audit.op, ctx.audit.decision = "token.list", "allow"
     records = await ctx.state.tokens.list()
-    return {"tokens": [r.public() for r in records]}
+    return {"tokens": [{**r.public(), "revoked": None} for r in records],
+            "revoked": await ctx.state.tokens.revoked()}
 
 
 @router.delete("/{token_id}", summary="Revoke a token by id")
