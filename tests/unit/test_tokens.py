@@ -15,7 +15,8 @@ ADMIN = "kJ8vQ2xN5rT0wY7bL4mF1sD9gH6cP3aE_u-Zo2Q"
 
 
 class PausableKV(MemoryKV):
-    """A memory store whose record reads can be held at the point of reading."""
+    """A memory store whose next record read, once ``proceed`` is cleared, is held at the
+    point of reading (other reads, e.g. the revocation's own, go through)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -25,6 +26,8 @@ class PausableKV(MemoryKV):
 
     async def get(self, path: str):  # type: ignore[no-untyped-def]
         found = await super().get(path)
+        if self.proceed.is_set() or self.reading.is_set():
+            return found
         self.reading.set()
         await self.proceed.wait()
         return found
