@@ -28,10 +28,11 @@ listing all of them.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeVar
 
 from vaultkey.errors import KeyFileError, PolicyError
 from vaultkey.keys import (
@@ -50,6 +51,7 @@ INLINE_KEY_PREFIX = PUBLIC_TAG + "_"
 _KEY_TEXT_PREFIXES = (INLINE_KEY_PREFIX, SECRET_TAG + "_", SIGNING_PUBLIC_TAG + "_",
                       SIGNING_SECRET_TAG + "_")
 NamedSigner = tuple[str, SigningPublicKey]
+T = TypeVar("T")
 
 
 class PolicyDirError(PolicyError):
@@ -163,34 +165,31 @@ def _resolve_recipients(root: Path, policy: Policy) -> tuple[tuple[PublicKey, ..
     return tuple(keys.values()), errors
 
 
-def _resolve_retired(root: Path, policy: Policy) -> tuple[tuple[PublicKey, ...],
-                                                          list[PolicyError]]:
-    keys: list[PublicKey] = []
+def _resolve_each(root: Path, entries: tuple[str, ...], load: Callable[[Path, str], T],
+                  what: str, policy: Policy, line: int | None) -> tuple[list[T],
+                                                                         list[PolicyError]]:
+    """Each entry loaded (relative to *root*), and one error per entry that fails."""
+    found: list[T] = []
     errors: list[PolicyError] = []
-    for entry in policy.retired:
+    for entry in entries:
         try:
-            keys.append(_resolve_one(root, entry))
+            found.append(load(root, entry))
         except (KeyFileError, OSError) as exc:
             reason = _strip_source(exc, root / entry)
-            errors.append(PolicyError(f"retired key {_display(entry)}: {reason}",
-                                      source=policy.source, line=policy.retired_line))
-    current = {k.kid for k in _resolve_current(root, policy)}
-    for key in keys:
-        if key.kid in current:
-            errors.append(PolicyError(
-                f"key {key.key_id} is both a recipient and retired in group {policy.group!r}",
-                source=policy.source, line=policy.retired_line))
+            errors.append(PolicyError(f"{what} {_display(entry)}: {reason}",
+                                      source=policy.source, line=line))
+    return found, errors
+
+
+def _resolve_retired(root: Path, policy: Policy, current: tuple[PublicKey, ...]) -> tuple[
+        tuple[PublicKey, ...], list[PolicyError]]:
+    keys, errors = _resolve_each(root, policy.retired, _resolve_one, "retired key", policy,
+                                 policy.retired_line)
+    recipients = {k.kid for k in current}
+    errors += [PolicyError(f"key {key.key_id} is both a recipient and retired in group "
+                           f"{policy.group!r}", source=policy.source, line=policy.retired_line)
+               for key in keys if key.kid in recipients]
     return tuple(keys), errors
-
-
-def _resolve_current(root: Path, policy: Policy) -> list[PublicKey]:
-    found = []
-    for entry in policy.recipients:
-        try:
-            found.append(_resolve_one(root, entry))
-        except (KeyFileError, OSError):
-            continue  # reported by _resolve_recipients
-    return found
 
 
 def _signer(root: Path, entry: str) -> NamedSigner:
@@ -203,15 +202,8 @@ def _signer(root: Path, entry: str) -> NamedSigner:
 
 def _resolve_signers(root: Path, policy: Policy) -> tuple[tuple[NamedSigner, ...],
                                                           list[PolicyError]]:
-    found: list[NamedSigner] = []
-    errors: list[PolicyError] = []
-    for entry in policy.signers:
-        try:
-            found.append(_signer(root, entry))
-        except (KeyFileError, OSError) as exc:
-            reason = _strip_source(exc, root / entry)
-            errors.append(PolicyError(f"signer {_display(entry)}: {reason}",
-                                      source=policy.source, line=policy.signers_line))
+    found, errors = _resolve_each(root, policy.signers, _signer, "signer", policy,
+                                  policy.signers_line)
     return tuple(found), errors
 
 
@@ -266,7 +258,7 @@ def _scan(directory: str | os.PathLike[str]) -> _Scan:
         found.problems.extend(errors)
         signers, errors = _resolve_signers(root, policy)
         found.problems.extend(errors)
-        retired, errors = _resolve_retired(root, policy)
+        retired, errors = _resolve_retired(root, policy, keys)
         found.problems.extend(errors)
         found.retired.setdefault(policy.group, retired)
         found.policies.append(policy)
