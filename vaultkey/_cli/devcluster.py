@@ -35,6 +35,7 @@ def run_cluster(root: Path, state: dict[str, Any], host: str, port: int, members
     from vaultkey._dev.cluster import EtcdCluster, lb_snippet, least_privilege
     from vaultkey._files import write_private
     from vaultkey.errors import Unavailable, UsageError
+    from vaultkey.proxy.workers import reap
 
     if (root / "etcd-cluster").exists() and not (root / "etcd-password").exists():
         raise UsageError(f"{root} holds an unfinished cluster", hint="use a new --dir")
@@ -78,12 +79,7 @@ def run_cluster(root: Path, state: dict[str, Any], host: str, port: int, members
         for proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        reap(procs, 15)
         cluster.stop()
 
 

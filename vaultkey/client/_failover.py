@@ -42,8 +42,8 @@ raises OutcomeUnknown (an Unavailable, as before, but that says what is known)::
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from vaultkey._net import is_loopback
@@ -54,6 +54,7 @@ from vaultkey.errors import OutcomeUnknown, Unavailable, UsageError
 # "local": refused here before anything was sent (a bad header, a full pool);
 # "sent": the request may have reached a proxy, which may have acted on it.
 Sent = Literal["connect", "local", "sent"]
+T = TypeVar("T")
 
 _HINT = "check --addr / VAULTKEY_ADDR and that the proxy is running"
 _TLS_HINT = ("check --cacert / VAULTKEY_CACERT (the CA that signed the proxy's certificate) "
@@ -197,27 +198,35 @@ class Failover:
 
 
 class Round:
-    """One attempt of one request over the addresses, by the rules of the module doc::
+    """One attempt of one request over the addresses, by the rules of the module doc. The
+    transports do the I/O (blocking or asyncio); this decides, sans-I/O::
 
-        for index, addr in (round := Round(failover, req.idempotent)):
-            try:
-                raw = connections[index].request(...)
-            except TransportErrors as exc:
-                round.lost(index, exc)   # raises, unless the next address is to be tried
-                continue
-            failover.answered(index, raw.status_code)
-            ...
-        raise round.exhausted()
+        attempt = Round(failover, req.idempotent)
+        while (index := attempt.next()) is not None:
+            outcome = send(index)              # the raw answer, or the transport error
+            if (done := attempt.settle(index, outcome, check)) is not None:
+                return done                    # check(raw, addr): the Response, or raises
+        raise attempt.exhausted()
     """
 
     def __init__(self, failover: Failover, idempotent: bool) -> None:
         self._failover = failover
         self._idempotent = idempotent
         self._tried: list[tuple[str, Exception]] = []
+        self._order = iter(failover.order())
 
-    def __iter__(self) -> Iterator[tuple[int, str]]:
-        for index in self._failover.order():
-            yield index, self._failover.addrs[index]
+    def next(self) -> int | None:
+        """The index of the next address to try, or None when every one was tried."""
+        return next(self._order, None)
+
+    def settle(self, index: int, outcome: Any, check: Callable[[Any, str], T]) -> T | None:
+        """*outcome* of the request to address *index*: a raw answer (checked: returned or
+        raised), or a transport error (None: try the next address; else raised)."""
+        if isinstance(outcome, Exception):
+            self.lost(index, outcome)
+            return None
+        self._failover.answered(index, outcome.status_code)
+        return check(outcome, self._failover.addrs[index])
 
     def lost(self, index: int, exc: Exception) -> None:
         """The request to address *index* failed with the transport error *exc*: return

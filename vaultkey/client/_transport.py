@@ -197,16 +197,19 @@ class Transport:
         raise AssertionError("unreachable")
 
     def _attempt(self, req: Request, plan: Attempts) -> Response:
-        addresses = Round(self.failover, req.idempotent)
-        for index, addr in addresses:
-            try:
-                raw = self.connections[index].request(req.method, req.url, **plan.send_kwargs)
-            except self.errors as exc:
-                addresses.lost(index, exc)  # raises, unless the next address is to be tried
-                continue
-            self.failover.answered(index, raw.status_code)
-            return plan.check(raw, addr)
-        raise addresses.exhausted()
+        attempt = Round(self.failover, req.idempotent)
+        while (index := attempt.next()) is not None:
+            outcome = self._try(index, req, plan)
+            if (done := attempt.settle(index, outcome, plan.check)) is not None:
+                return done
+        raise attempt.exhausted()
+
+    def _try(self, index: int, req: Request, plan: Attempts) -> Any:
+        """The raw answer of address *index*, or the transport error it failed with."""
+        try:
+            return self.connections[index].request(req.method, req.url, **plan.send_kwargs)
+        except self.errors as exc:
+            return exc
 
     @contextlib.contextmanager
     def stream(self, req: Request) -> Iterator[Iterator[bytes]]:
@@ -261,17 +264,19 @@ class AsyncTransport:
         raise AssertionError("unreachable")
 
     async def _attempt(self, req: Request, plan: Attempts) -> Response:
-        addresses = Round(self.failover, req.idempotent)
-        for index, addr in addresses:
-            try:
-                http = self.connections[index]
-                raw = await http.request(req.method, req.url, **plan.send_kwargs)
-            except self.errors as exc:
-                addresses.lost(index, exc)  # raises, unless the next address is to be tried
-                continue
-            self.failover.answered(index, raw.status_code)
-            return plan.check(raw, addr)
-        raise addresses.exhausted()
+        attempt = Round(self.failover, req.idempotent)
+        while (index := attempt.next()) is not None:
+            outcome = await self._try(index, req, plan)
+            if (done := attempt.settle(index, outcome, plan.check)) is not None:
+                return done
+        raise attempt.exhausted()
+
+    async def _try(self, index: int, req: Request, plan: Attempts) -> Any:
+        try:
+            return await self.connections[index].request(req.method, req.url,
+                                                         **plan.send_kwargs)
+        except self.errors as exc:
+            return exc
 
     @contextlib.asynccontextmanager
     async def stream(self, req: Request) -> AsyncIterator[AsyncIterator[bytes]]:

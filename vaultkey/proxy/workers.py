@@ -72,10 +72,16 @@ def supervise(argv: list[str], workers: int) -> int:
                 if not stopping.is_set():
                     procs[i] = spawn()
         stopping.wait(0.2)
+    return reap(procs, 30)
+
+
+def reap(procs: list[subprocess.Popen[bytes]], timeout: float) -> int:
+    """Wait for each (already signalled) process, SIGKILL one still running after *timeout*
+    seconds; the first failing exit status, else 0."""
     status = 0
     for proc in procs:
         try:
-            proc.wait(30)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -98,4 +104,4 @@ def exit_with_supervisor() -> None:
     threading.Thread(target=watch, name="vaultkey-supervisor-watch", daemon=True).start()
 
 
-__all__ = ["exit_with_supervisor", "supervise", "worker_argv"]
+__all__ = ["exit_with_supervisor", "reap", "supervise", "worker_argv"]

@@ -77,13 +77,19 @@ async def _entries(ctx: Ctx, path: str, request: Request) -> tuple[str, int, lis
     return prefix, listing.revision, entries, keys[limit - 1] if more else None
 
 
-@router.get("/v1/coverage/{path:anypath}", summary="Who can decrypt each key (headers only)")
-async def coverage(path: str, request: Request, ctx: AnyCtx) -> dict[str, Any]:
-    ctx.audit.op = "coverage"
+async def _assessed(ctx: Ctx, op: str, path: str, request: Request) -> tuple[
+        str, int, KeyIndex, list[dict[str, Any]], str | None]:
+    """(target, revision, the key index, each entry's coverage row, the next ``after``)."""
+    ctx.audit.op = op
     target, revision, entries, after = await _entries(ctx, path, request)
     ctx.audit.revision = revision
     index = KeyIndex.of(ctx.state.policies, ctx.state.escrow)
-    rows = [_row(index, e) for e in entries]
+    return target, revision, index, [_row(index, e) for e in entries], after
+
+
+@router.get("/v1/coverage/{path:anypath}", summary="Who can decrypt each key (headers only)")
+async def coverage(path: str, request: Request, ctx: AnyCtx) -> dict[str, Any]:
+    target, revision, _index, rows, after = await _assessed(ctx, "coverage", path, request)
     if request.query_params.get("leases") == "true":
         await _add_ttls(ctx, rows)
     summary = {v: 0 for v in VERDICTS}
@@ -109,11 +115,7 @@ async def _add_ttls(ctx: Ctx, rows: list[dict[str, Any]]) -> None:
 
 @router.get("/v1/access/{path:anypath}", summary="Groups x capabilities, and who can decrypt")
 async def access(path: str, request: Request, ctx: AnyCtx) -> dict[str, Any]:
-    ctx.audit.op = "access"
-    target, revision, entries, _after = await _entries(ctx, path, request)
-    ctx.audit.revision = revision
-    index = KeyIndex.of(ctx.state.policies, ctx.state.escrow)
-    rows = [_row(index, e) for e in entries]
+    target, revision, index, rows, _after = await _assessed(ctx, "access", path, request)
     groups = (sorted(ctx.state.policies.policy_set.groups) if ctx.caller.kind == "admin"
               else [ctx.group])
     is_prefix = target.endswith("/")
