@@ -204,8 +204,7 @@ class Transport:
                 return done
         raise attempt.exhausted()
 
-    def _try(self, index: int, req: Request, plan: Attempts) -> Any:
-        """The raw answer of address *index*, or the transport error it failed with."""
+    def _try(self, index: int, req: Request, plan: Attempts) -> Any:  # the answer, or the error
         try:
             return self.connections[index].request(req.method, req.url, **plan.send_kwargs)
         except self.errors as exc:
@@ -273,8 +272,8 @@ class AsyncTransport:
 
     async def _try(self, index: int, req: Request, plan: Attempts) -> Any:
         try:
-            return await self.connections[index].request(req.method, req.url,
-                                                         **plan.send_kwargs)
+            http = self.connections[index]
+            return await http.request(req.method, req.url, **plan.send_kwargs)
         except self.errors as exc:
             return exc
 
