@@ -11,8 +11,10 @@ short (flaky suite); polling the condition it really waits for does neither.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal, TypeVar
 
 T = TypeVar("T")
@@ -45,3 +47,18 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
             return False
         time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
         pause = min(pause * 2, interval)
+
+
+@contextlib.contextmanager
+def within(seconds: float) -> Iterator[None]:
+    """Fail (instead of hanging) if the block blocks for longer than *seconds*."""
+    def expire(_signum: int, _frame: object) -> None:
+        raise AssertionError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

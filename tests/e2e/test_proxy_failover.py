@@ -8,12 +8,11 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import vaultkey
-from tests._helpers.wait import wait_until
+from tests._helpers.wait import wait_until, within
 from tests.e2e.test_cli import ok, vk
 from vaultkey._dev.etcdproc import free_port
 from vaultkey.client import Client
@@ -41,21 +40,6 @@ def _kill(proxy: Any) -> float:
     proxy.proc.send_signal(signal.SIGKILL)
     proxy.proc.wait(30)
     return killed_at
-
-
-@contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Fail (instead of hanging) if the block blocks for longer than *seconds*."""
-    def expire(_signum: int, _frame: object) -> None:
-        raise AssertionError(f"still blocked after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass

@@ -4,14 +4,12 @@ on a real etcd."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +17,13 @@ import pytest
 
 import vaultkey
 from tests._helpers.procs import kill_tree, popen, stop
-from tests._helpers.wait import wait_until
+from tests._helpers.wait import wait_until, within
 from vaultkey.client import AsyncClient, Client
 
 
 def client(proxy: Any, cls: type[Any] = Client) -> Any:
     return cls(proxy.addr, proxy.tokens["alpha"], key=proxy.key_path("alpha"),
                cacert=str(proxy.ca_path), trust=proxy.trust_dir())
-
-
-@contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Fail (instead of hanging) if the block blocks for longer than *seconds*."""
-    def expire(_signum: int, _frame: object) -> None:
-        raise AssertionError(f"still blocked after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def gone(vk: Client, path: str) -> bool:
